@@ -1,0 +1,150 @@
+import { z } from 'zod';
+
+// The broker's configuration, parsed at the edge. Client entries use OAuth/OIDC metadata names so an
+// operator can copy them from a registration document; broker-only settings use camelCase.
+
+const absoluteUrl = z.string().refine((v) => {
+  try {
+    new URL(v);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an absolute URL');
+
+const redirectUri = absoluteUrl.refine((v) => !new URL(v).hash, 'must not contain a fragment').refine((v) => {
+  const { protocol } = new URL(v);
+  return protocol === 'https:' || protocol === 'http:' || /^[a-z][a-z0-9+.-]*:$/.test(protocol);
+}, 'must use https (http only for loopback)').refine((v) => !['javascript:', 'data:', 'vbscript:', 'file:'].includes(new URL(v).protocol), 'scheme not allowed');
+
+const jwk = z.looseObject({ kty: z.string() });
+
+const signingAlg = z.enum(['ES256', 'PS256']);
+const clientSigningAlg = z.enum(['ES256', 'ES384', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA']);
+const encAlg = z.enum(['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A256KW']);
+const encEnc = z.enum(['A128GCM', 'A256GCM', 'A128CBC-HS256', 'A256CBC-HS512']);
+
+export const clientSchema = z
+  .strictObject({
+    client_id: z.string().min(1).max(200).regex(/^[\w.:@~-]+$/, 'use letters, digits and . _ : @ ~ - only'),
+    client_name: z.string().max(200).optional(),
+    client_secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    redirect_uris: z.array(redirectUri).default([]),
+    post_logout_redirect_uris: z.array(redirectUri).default([]),
+    grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'])).default(['authorization_code']),
+    response_types: z.array(z.literal('code')).optional(),
+    token_endpoint_auth_method: z.enum(['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'tls_client_auth', 'self_signed_tls_client_auth', 'none']).default('private_key_jwt'),
+    token_endpoint_auth_signing_alg: clientSigningAlg.optional(),
+    jwks: z.strictObject({ keys: z.array(jwk).min(1) }).optional(),
+    jwks_uri: absoluteUrl.optional(),
+    scope: z.string().max(2000).optional(),
+    tls_client_auth_subject_dn: z.string().optional(),
+    dpop_bound_access_tokens: z.boolean().optional(),
+    backchannel_logout_uri: absoluteUrl.optional(),
+    // Signatures and encryption a client can register for.
+    id_token_signed_response_alg: signingAlg.optional(),
+    id_token_encrypted_response_alg: encAlg.optional(),
+    id_token_encrypted_response_enc: encEnc.optional(),
+    userinfo_signed_response_alg: signingAlg.optional(),
+    userinfo_encrypted_response_alg: encAlg.optional(),
+    userinfo_encrypted_response_enc: encEnc.optional(),
+    authorization_signed_response_alg: signingAlg.optional(),
+    authorization_encrypted_response_alg: encAlg.optional(),
+    authorization_encrypted_response_enc: encEnc.optional(),
+    introspection_signed_response_alg: signingAlg.optional(),
+    introspection_encrypted_response_alg: encAlg.optional(),
+    introspection_encrypted_response_enc: encEnc.optional(),
+    // Broker settings for this client.
+    firstParty: z.boolean().default(false).describe('first-party clients skip the consent page'),
+    resources: z.array(absoluteUrl).default([]).describe('resource indicators this client may request tokens for'),
+    upstreams: z.array(z.string()).optional().describe('upstream providers offered to this client (default: all)'),
+    allowedOrigins: z.array(absoluteUrl).default([]).describe('browser origins allowed to call token/userinfo with CORS'),
+  })
+  .superRefine((c, ctx) => {
+    const secretMethods = ['client_secret_basic', 'client_secret_post'];
+    if (secretMethods.includes(c.token_endpoint_auth_method) && !c.client_secret) {
+      ctx.addIssue({ code: 'custom', path: ['client_secret'], message: `is required for ${c.token_endpoint_auth_method}` });
+    }
+    if (c.token_endpoint_auth_method === 'private_key_jwt' && !c.jwks && !c.jwks_uri) {
+      ctx.addIssue({ code: 'custom', path: ['jwks'], message: 'jwks or jwks_uri is required for private_key_jwt' });
+    }
+    if (c.jwks && c.jwks_uri) ctx.addIssue({ code: 'custom', path: ['jwks_uri'], message: 'give jwks or jwks_uri, not both' });
+    if (c.grant_types.includes('authorization_code') && c.redirect_uris.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'at least one redirect URI is required for authorization_code' });
+    }
+    if (c.token_endpoint_auth_method === 'none' && c.grant_types.includes('client_credentials')) {
+      ctx.addIssue({ code: 'custom', path: ['grant_types'], message: 'a public client cannot use client_credentials' });
+    }
+    c.redirect_uris.forEach((u, i) => {
+      const url = new URL(u);
+      if (url.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) {
+        ctx.addIssue({ code: 'custom', path: ['redirect_uris', i], message: 'http is allowed only for loopback hosts' });
+      }
+    });
+  });
+
+export const resourceSchema = z.strictObject({
+  identifier: absoluteUrl.describe('the resource indicator (RFC 8707), also the token audience'),
+  scopes: z.array(z.string().min(1).max(200)).min(1),
+  format: z.enum(['jwt', 'opaque']).default('jwt'),
+  accessTokenTTL: z.number().int().min(30).max(86_400).default(300),
+  signingAlg: signingAlg.default('ES256'),
+  introspectionClients: z.array(z.string()).default([]).describe('clients (the resource server itself) allowed to introspect tokens for this resource'),
+});
+
+const secretsSchema = z.strictObject({
+  keyEncryptionKey: z.string().min(1).optional().describe('32-byte key (base64url or hex) that seals private keys and personal data at rest'),
+  previousKeyEncryptionKeys: z.array(z.string()).default([]),
+});
+
+export const configSchema = z
+  .strictObject({
+    port: z.number().int().min(0).max(65_535).default(8080),
+    host: z.string().default('0.0.0.0'),
+    issuer: absoluteUrl.optional().describe('default http://localhost:<port>'),
+    store: z.string().default('sqlite:./data/broker.db').describe('sqlite:<path> | redis://… | rediss://… | redis+sentinel://… | redis+cluster://…'),
+    profile: z.enum(['demo', 'none']).default('none'),
+    trustProxy: z.boolean().default(false).describe('trust X-Forwarded-* from a TLS-terminating proxy'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    secrets: secretsSchema.default({ previousKeyEncryptionKeys: [] }),
+    tokens: z
+      .strictObject({
+        signingAlg: signingAlg.default('ES256'),
+        authorizationCodeTTL: z.number().int().min(10).max(600).default(60),
+        idTokenTTL: z.number().int().min(60).max(86_400).default(3600),
+        refreshTokenTTL: z.number().int().min(300).max(31_536_000).default(86_400),
+        sessionTTL: z.number().int().min(300).max(604_800).default(28_800),
+        userAccessTokenTTL: z.number().int().min(30).max(86_400).default(600),
+        keyRotationOverlap: z.number().int().min(60).default(86_400).describe('seconds a new key is published before it signs'),
+      })
+      .default({ signingAlg: 'ES256', authorizationCodeTTL: 60, idTokenTTL: 3600, refreshTokenTTL: 86_400, sessionTTL: 28_800, userAccessTokenTTL: 600, keyRotationOverlap: 86_400 }),
+    clients: z.array(clientSchema).default([]),
+    resources: z.array(resourceSchema).default([]),
+    metrics: z
+      .strictObject({
+        port: z.number().int().min(1).max(65_535).optional().describe('serve /metrics on this separate port'),
+        bearerToken: z.string().min(16).optional().describe('or serve /metrics on the main port behind this bearer token'),
+      })
+      .default({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const ids = new Set<string>();
+    cfg.clients.forEach((c, i) => {
+      if (ids.has(c.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id ${c.client_id}` });
+      ids.add(c.client_id);
+      const known = new Set(cfg.resources.map((r) => r.identifier));
+      c.resources.forEach((r, j) => {
+        if (!known.has(r)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'resources', j], message: `unknown resource ${r}` });
+      });
+    });
+    const rids = new Set<string>();
+    cfg.resources.forEach((r, i) => {
+      if (rids.has(r.identifier)) ctx.addIssue({ code: 'custom', path: ['resources', i, 'identifier'], message: 'duplicate resource' });
+      rids.add(r.identifier);
+    });
+  });
+
+export type BrokerConfig = z.infer<typeof configSchema>;
+export type ClientConfig = z.infer<typeof clientSchema>;
+export type ResourceConfig = z.infer<typeof resourceSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

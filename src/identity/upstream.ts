@@ -1,0 +1,68 @@
+import type { Context } from 'koa';
+
+// The connector contract (after Dex's connector package): a connector sends the browser upstream and
+// later returns a verified identity. Nothing unverified leaves a connector; a connector never touches
+// broker tokens.
+
+export interface Assurance {
+  acr?: string;
+  amr?: string[];
+  /** Authenticator assurance level 1-3 (NIST 800-63B / CIS2). */
+  aal?: number;
+  /** NHS login vector of trust, e.g. "P9.Cp.Cd". */
+  vot?: string;
+  /** Identity proofing level, e.g. "P9". */
+  proofing?: string;
+}
+
+export interface UpstreamIdentity {
+  provider: string;
+  subject: string;
+  claims: Record<string, unknown>;
+  assurance: Assurance;
+  /** Epoch seconds of the upstream authentication. */
+  authTime: number;
+  sessionIndex?: string;
+}
+
+export interface LoginRequest {
+  /** Where the upstream must send the browser back to. */
+  callbackUrl: string;
+  /** Opaque id of the login transaction; connectors carry it as state / RelayState. */
+  transactionId: string;
+  acrValues?: string[];
+  maxAge?: number;
+  prompt?: string;
+  loginHint?: string;
+}
+
+export interface LoginTransaction {
+  id: string;
+  interactionUid: string;
+  connectorId: string;
+  createdAt: number;
+  /** Connector-private values (nonce, PKCE verifier, request id) bound to this transaction. */
+  state: Record<string, string>;
+}
+
+export interface Connector {
+  readonly id: string;
+  readonly displayName: string;
+  readonly kind: 'oidc' | 'saml' | 'smartcard' | 'demo';
+  /** Sends the browser upstream (sets ctx.redirect or a page) and returns state to bind to the transaction. */
+  begin(ctx: Context, request: LoginRequest): Promise<Record<string, string>>;
+  /** Verifies the upstream's answer on the callback route. Throws UpstreamAuthError on any failure. */
+  complete(ctx: Context, tx: LoginTransaction): Promise<UpstreamIdentity>;
+  /** Routes the connector serves itself (for example the demo persona page, SAML metadata). */
+  routes?: Array<{ method: 'GET' | 'POST'; path: string; handler: (ctx: Context) => Promise<void> }>;
+}
+
+/** An upstream answer that failed verification. The user sees a generic page; `reason` goes to the audit log only. */
+export class UpstreamAuthError extends Error {
+  readonly reason: string;
+  constructor(reason: string) {
+    super('upstream authentication failed');
+    this.name = 'UpstreamAuthError';
+    this.reason = reason;
+  }
+}

@@ -1,0 +1,111 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, configJsonSchema, resolveConfig } from './config/load.ts';
+import type { BrokerConfig } from './config/schema.ts';
+import { createLogger } from './log.ts';
+import { createBroker } from './server.ts';
+import { maxAccessTokenTTL } from './oidc/provider.ts';
+import { rotateKey, type SigningAlg } from './oidc/keys.ts';
+
+// The CLI: start · config check · config schema · keys rotate. Exit codes: 0 ok, 1 failure, 2 bad
+// configuration or usage.
+
+const USAGE = `usage: broker <command> [--config FILE]
+  start                 run the broker (default command)
+  config check          validate the configuration and exit
+  config schema         print the JSON Schema of the configuration
+  keys rotate [--alg ES256|PS256]
+                        publish a new signing key; it signs after tokens.keyRotationOverlap seconds
+Without --config or BROKER_CONFIG the embedded demo profile is used.`;
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, alg: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const [command = 'start', sub] = positionals;
+
+  if (command === 'config' && sub === 'schema') {
+    console.log(JSON.stringify(configJsonSchema(), null, 2));
+    return 0;
+  }
+
+  let config: BrokerConfig;
+  try {
+    config = resolveConfig(values.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 2;
+    }
+    throw err;
+  }
+
+  if (command === 'config' && sub === 'check') {
+    console.log(`configuration ok: ${config.clients.length} clients, ${config.resources.length} resources, store ${config.store.replace(/\/\/[^@/]*@/, '//***@')}`);
+    return 0;
+  }
+
+  const log = createLogger(config.logLevel);
+
+  if (command === 'keys' && sub === 'rotate') {
+    const alg = (values.alg ?? config.tokens.signingAlg) as SigningAlg;
+    if (!['ES256', 'PS256'].includes(alg)) {
+      console.error(`--alg: must be ES256 or PS256`);
+      return 2;
+    }
+    const broker = await createBroker(config, { log });
+    try {
+      const maxLifetime = Math.max(maxAccessTokenTTL(config), config.tokens.idTokenTTL);
+      const { added, retired } = await rotateKey(broker.store.keys, broker.sealer, alg, config.tokens.keyRotationOverlap, maxLifetime);
+      console.log(JSON.stringify({ published: added.kid, signsFrom: new Date(added.activatesAt * 1000).toISOString(), retiring: retired.map((k) => k.kid) }));
+    } finally {
+      await broker.close();
+    }
+    return 0;
+  }
+
+  if (command !== 'start') {
+    console.error(USAGE);
+    return 2;
+  }
+
+  let broker;
+  try {
+    broker = await createBroker(config, { log });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 2;
+    }
+    throw err;
+  }
+  const server = await broker.listen();
+  const address = server.address();
+  log.info({ issuer: config.issuer, port: typeof address === 'object' && address ? address.port : config.port, store: config.store.split(':')[0], profile: config.profile }, 'broker listening');
+  if (config.profile === 'demo') log.info(`demo profile: open ${config.issuer}/demo/client to run a sign-in`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down: finishing in-flight requests');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await broker.close();
+  log.info('stopped');
+  return 0;
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);

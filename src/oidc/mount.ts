@@ -1,0 +1,46 @@
+import type { Context, Next } from 'koa';
+import type Provider from 'oidc-provider';
+import type { StoreHealth } from '../store/health.ts';
+
+// oidc-provider is itself a Koa app: it is mounted with provider.callback() (not koa-mount, whose
+// cookie keys would clash) under the issuer's path. Requests for a prefix-mounted issuer get
+// req.url relative to the prefix and req.originalUrl in full, so discovery advertises full URLs.
+
+/** Endpoints that issue or consume state: refused at once with 503 while the store is down. */
+const STATEFUL = ['/auth', '/token', '/request', '/token/introspection', '/token/revocation', '/me', '/session/end'];
+
+export function mountProvider(getProvider: () => Provider, health: StoreHealth) {
+  // callback() composes the middleware stack; do it once per provider instance (keys rotate it).
+  const handlers = new WeakMap<Provider, ReturnType<Provider['callback']>>();
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const provider = getProvider();
+    let handler = handlers.get(provider);
+    if (!handler) {
+      handler = provider.callback();
+      handlers.set(provider, handler);
+    }
+    const prefix = new URL(provider.issuer).pathname.replace(/\/$/, '');
+    if (prefix && ctx.path !== prefix && !ctx.path.startsWith(`${prefix}/`)) return next();
+    const sub = ctx.path.slice(prefix.length) || '/';
+    if (!health.up && STATEFUL.some((p) => sub === p || sub.startsWith(`${p}/`))) {
+      ctx.status = 503;
+      ctx.set('Retry-After', '1');
+      ctx.body = { error: 'temporarily_unavailable', error_description: 'the authorization server cannot reach its store; try again shortly' };
+      return;
+    }
+    if (prefix) {
+      (ctx.req as typeof ctx.req & { originalUrl?: string }).originalUrl = ctx.originalUrl;
+      ctx.req.url = ctx.url.slice(prefix.length) || '/';
+    }
+    ctx.respond = false;
+    await handler(ctx.req, ctx.res);
+  };
+}
+
+/** Inside the provider's own Koa app: a 503 (store unreachable) tells the client when to retry. */
+export function retryAfterOn503() {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    await next();
+    if (ctx.status === 503) ctx.set('Retry-After', '1');
+  };
+}

@@ -1,0 +1,188 @@
+import Provider, { errors, type Configuration, type KoaContextWithOIDC, type ClientMetadata, type FindAccount, type JWKS } from 'oidc-provider';
+import type { BrokerConfig, ClientConfig, ResourceConfig } from '../config/schema.ts';
+import type { Store } from '../store/contracts.ts';
+import { adapterFactory, REVOKED_JTI_PREFIX } from './adapter.ts';
+import { createJwtLookup, GRANT_ID_CLAIM } from './jwt-introspection.ts';
+import type { JSONWebKeySet } from 'jose';
+
+// oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
+// are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
+// implicit and hybrid flows off, JWT access tokens bound to a resource indicator.
+
+export interface ProviderPages {
+  renderError: NonNullable<Configuration['renderError']>;
+  logoutSource: NonNullable<NonNullable<NonNullable<Configuration['features']>['rpInitiatedLogout']>['logoutSource']>;
+  postLogoutSuccessSource: NonNullable<NonNullable<NonNullable<Configuration['features']>['rpInitiatedLogout']>['postLogoutSuccessSource']>;
+}
+
+export interface ProviderOptions {
+  config: BrokerConfig;
+  store: Store;
+  jwks: JWKS;
+  publicJwks: () => JSONWebKeySet;
+  cookieKeys: string[];
+  findAccount: FindAccount;
+  pages: ProviderPages;
+  /** Test-only: lets oidc-provider fetch client JWKS from loopback. Never set in production. */
+  allowLoopbackFetch?: boolean;
+}
+
+// The broker holds ES256 and PS256 keys; it signs with nothing else.
+const BROKER_ALGS = ['ES256', 'PS256'];
+const BROKER_CLIENT_FIELDS = new Set(['firstParty', 'resources', 'upstreams', 'allowedOrigins']);
+
+export function toClientMetadata(c: ClientConfig): ClientMetadata {
+  const meta: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(c)) if (!BROKER_CLIENT_FIELDS.has(k) && v !== undefined) meta[k] = v;
+  const usesCode = c.grant_types.includes('authorization_code');
+  meta.response_types = usesCode ? ['code'] : [];
+  if (!usesCode) meta.redirect_uris = [];
+  return meta as ClientMetadata;
+}
+
+export function maxAccessTokenTTL(config: BrokerConfig): number {
+  return Math.max(config.tokens.userAccessTokenTTL, 600, ...config.resources.map((r) => r.accessTokenTTL));
+}
+
+export function buildProvider(options: ProviderOptions): Provider {
+  const { config, store } = options;
+  const issuer = config.issuer ?? `http://localhost:${config.port}`;
+  const clientsById = new Map(config.clients.map((c) => [c.client_id, c]));
+  const resources = new Map<string, ResourceConfig>(config.resources.map((r) => [r.identifier, r]));
+  const secureCookies = issuer.startsWith('https:');
+  const maxTTL = maxAccessTokenTTL(config);
+
+  const allowedResources = (clientId: string): string[] => clientsById.get(clientId)?.resources ?? [];
+
+  const configuration: Configuration = {
+    adapter: adapterFactory({
+      store,
+      maxAccessTokenTTL: maxTTL,
+      jwtLookup: createJwtLookup({ issuer, publicJwks: options.publicJwks, replay: store.replay, revokedPrefix: REVOKED_JTI_PREFIX }),
+    }),
+    clients: config.clients.map(toClientMetadata),
+    clientDefaults: { grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'private_key_jwt', id_token_signed_response_alg: config.tokens.signingAlg, introspection_signed_response_alg: config.tokens.signingAlg, authorization_signed_response_alg: config.tokens.signingAlg },
+    jwks: options.jwks,
+    findAccount: options.findAccount,
+    cookies: {
+      keys: options.cookieKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+      short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+    },
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'given_name', 'family_name', 'birthdate'],
+      email: ['email'],
+      nhs_number: ['nhs_number'],
+      roles: ['nhsid_nrbac_roles', 'selected_roleid'],
+    },
+    // Resource scopes are listed too: a client's `scope` metadata may only name scopes the OP knows.
+    scopes: [...new Set(['openid', 'offline_access', 'profile', 'email', 'nhs_number', 'roles', ...config.resources.flatMap((r) => r.scopes)])],
+    responseTypes: ['code'],
+    // PKCE with S256 for every client, confidential ones included (RFC 9700 2.1.1).
+    pkce: { required: () => true },
+    // Rotate on every use; a reused refresh token then revokes the whole grant (reuse detection).
+    rotateRefreshToken: true,
+    issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    revokeGrantPolicy: () => true,
+    clockTolerance: 15,
+    ttl: {
+      AccessToken: config.tokens.userAccessTokenTTL,
+      AuthorizationCode: config.tokens.authorizationCodeTTL,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
+      IdToken: config.tokens.idTokenTTL,
+      RefreshToken: config.tokens.refreshTokenTTL,
+      Grant: config.tokens.refreshTokenTTL,
+      Session: config.tokens.sessionTTL,
+      Interaction: 600,
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // The token's own client, or a resource server configured for the token's audience.
+        allowedPolicy: async (_ctx, client, token) => {
+          if (client.clientId === token.clientId) return true;
+          const audiences = ([] as unknown[]).concat(token.aud ?? []);
+          return audiences.some((a) => typeof a === 'string' && (resources.get(a)?.introspectionClients ?? []).includes(client.clientId));
+        },
+      },
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => client.clientId === token.clientId },
+      userinfo: { enabled: true },
+      jwtUserinfo: { enabled: true },
+      jwtIntrospection: { enabled: true },
+      jwtResponseModes: { enabled: true },
+      encryption: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
+      dPoP: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true, logoutSource: options.pages.logoutSource, postLogoutSuccessSource: options.pages.postLogoutSuccessSource },
+      resourceIndicators: {
+        enabled: true,
+        // A service with exactly one resource need not name it; user flows without `resource` get an
+        // opaque token for userinfo.
+        defaultResource: async (ctx: KoaContextWithOIDC) => {
+          const client = ctx.oidc.client;
+          if (!client || ctx.oidc.params?.grant_type !== 'client_credentials') return undefined;
+          const allowed = allowedResources(client.clientId);
+          return allowed.length === 1 ? allowed[0] : undefined;
+        },
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, resourceIndicator, client) => {
+          const resource = resources.get(resourceIndicator);
+          if (!resource || !allowedResources(client.clientId).includes(resourceIndicator)) {
+            throw new errors.InvalidTarget(`resource ${resourceIndicator} is unknown or not allowed for this client`);
+          }
+          return {
+            scope: resource.scopes.join(' '),
+            audience: resource.identifier,
+            accessTokenTTL: resource.accessTokenTTL,
+            accessTokenFormat: resource.format,
+            jwt: { sign: { alg: resource.signingAlg } },
+          };
+        },
+      },
+    },
+    formats: {
+      customizers: {
+        // The grant id lets introspection of a JWT answer inactive once its grant is revoked.
+        jwt: async (_ctx, token, jwt) => {
+          if ('grantId' in token && token.grantId) jwt.payload[GRANT_ID_CLAIM] = token.grantId;
+        },
+      },
+    },
+    extraTokenClaims: async (ctx, token) => {
+      const claims: Record<string, unknown> = {};
+      // Assurance travels into access tokens (RFC 9068 section 2.2.1: acr, amr, auth_time).
+      const session = ctx?.oidc?.session;
+      if ('accountId' in token && token.accountId && session) {
+        if (session.acr) claims.acr = session.acr;
+        if (session.amr) claims.amr = session.amr;
+        if (session.authTime) claims.auth_time = session.authTime;
+      }
+      return claims;
+    },
+    clientBasedCORS: (_ctx, origin, client) => (clientsById.get(client.clientId)?.allowedOrigins ?? []).includes(origin),
+    renderError: options.pages.renderError,
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(ctx.oidc.client!.clientId);
+      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+      return undefined;
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: ['ES256', 'ES384', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'],
+      idTokenSigningAlgValues: BROKER_ALGS,
+      userinfoSigningAlgValues: BROKER_ALGS,
+      introspectionSigningAlgValues: BROKER_ALGS,
+      authorizationSigningAlgValues: BROKER_ALGS,
+      dPoPSigningAlgValues: ['ES256', 'PS256', 'EdDSA'],
+      requestObjectSigningAlgValues: ['ES256', 'PS256'],
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.proxy = config.trustProxy;
+  return provider;
+}

@@ -1,0 +1,239 @@
+import { createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import Koa from 'koa';
+import Router from '@koa/router';
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { BrokerConfig } from './config/schema.ts';
+import { ConfigError } from './config/load.ts';
+import { DEMO_RESOURCE, DEMO_WEB_CLIENT } from './config/demo.ts';
+import { createSealer, parseDataKey, type Sealer } from './crypto/seal.ts';
+import { openStore } from './store/open.ts';
+import type { Store } from './store/contracts.ts';
+import { watchStore, type StoreHealth } from './store/health.ts';
+import { AccountService } from './identity/accounts.ts';
+import type { Connector } from './identity/upstream.ts';
+import { ensureKeys, keyEpoch, privateJwks, publicJwks } from './oidc/keys.ts';
+import { buildProvider } from './oidc/provider.ts';
+import { interactionRoutes } from './oidc/interactions.ts';
+import { mountProvider, retryAfterOn503 } from './oidc/mount.ts';
+import { rewriteJwtTokenParam } from './oidc/jwt-introspection.ts';
+import { renderError, logoutSource, postLogoutSuccessSource } from './web/views/provider-pages.ts';
+import { securityHeaders } from './web/security-headers.ts';
+import { requestId } from './web/request-id.ts';
+import { errorHandler } from './web/error-handler.ts';
+import { accessLog } from './web/access-log.ts';
+import { demoClientRoutes } from './web/demo-client.ts';
+import { STYLESHEET_PATH } from './web/html.ts';
+import { createDemoConnector } from '../providers/demo/index.ts';
+
+// The one composition root: builds the store, keys, identity, connectors and the OP, and wires the
+// Koa app. Nothing imports this file except main.ts and tests.
+
+export interface Broker {
+  app: Koa;
+  store: Store;
+  health: StoreHealth;
+  provider(): Provider;
+  sealer: Sealer;
+  config: BrokerConfig;
+  listen(port?: number, host?: string): Promise<Server>;
+  /** Stops accepting connections, lets in-flight requests finish, then closes the store. */
+  close(): Promise<void>;
+}
+
+export interface BrokerOptions {
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Overrides the store (tests share one). */
+  store?: Store;
+  /** Extra connectors (tests, later issues). */
+  connectors?: Connector[];
+}
+
+function subkey(kek: Buffer, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', kek, Buffer.alloc(0), info, 32));
+}
+
+/**
+ * The key-encryption key. In the demo profile without one, a development key is generated once into
+ * the data folder (mode 0600) so restarts can still open the sealed keys; production needs a real one.
+ */
+function keyEncryptionKeys(config: BrokerConfig, env: NodeJS.ProcessEnv, log: Logger): Buffer[] {
+  const configured = config.secrets.keyEncryptionKey ?? env.BROKER_KEK;
+  const previous = config.secrets.previousKeyEncryptionKeys.map(parseDataKey);
+  if (configured) return [parseDataKey(configured), ...previous];
+  if (config.profile !== 'demo' || env.NODE_ENV === 'production') {
+    throw new ConfigError(['secrets.keyEncryptionKey: is required (or set BROKER_KEK) outside the demo profile']);
+  }
+  const file = resolve('data', 'dev-kek');
+  if (!existsSync(file)) {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, randomBytes(32).toString('base64url'), { mode: 0o600 });
+    log.warn({ file }, 'demo profile: generated a development key-encryption key; set secrets.keyEncryptionKey for real use');
+  }
+  chmodSync(file, 0o600);
+  return [parseDataKey(readFileSync(file, 'utf8'))];
+}
+
+function stylesheet(): Buffer {
+  const require = createRequire(import.meta.url);
+  return readFileSync(require.resolve('nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.css'));
+}
+
+export async function createBroker(config: BrokerConfig, options: BrokerOptions): Promise<Broker> {
+  const { log } = options;
+  const env = options.env ?? process.env;
+  if (config.profile === 'demo' && env.NODE_ENV === 'production') throw new ConfigError(['profile: the demo profile cannot run with NODE_ENV=production']);
+  const issuer = config.issuer ?? `http://localhost:${config.port}`;
+  const kek = keyEncryptionKeys(config, env, log);
+  const sealer = createSealer(kek);
+  const cookieKeys = [subkey(kek[0], 'cookies').toString('base64url'), ...kek.slice(1).map((k) => subkey(k, 'cookies').toString('base64url'))];
+  const csrfKey = subkey(kek[0], 'csrf');
+  const secureCookies = issuer.startsWith('https:');
+
+  if (config.store.startsWith('sqlite:') && !config.store.includes(':memory:')) {
+    mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
+  }
+  const store = options.store ?? openStore(config.store);
+  const health = watchStore(store, 500, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')));
+  const accounts = new AccountService(store.accounts, sealer);
+
+  const connectors: Connector[] = [...(options.connectors ?? [])];
+  if (config.profile === 'demo') connectors.unshift(createDemoConnector({ env: env.NODE_ENV }));
+
+  let keys = await ensureKeys(store.keys, sealer, ['ES256', 'PS256']);
+  let published = publicJwks(keys);
+  let epoch = keyEpoch(keys);
+
+  const findAccount = async (_ctx: unknown, sub: string) => {
+    const profile = await accounts.getProfile(sub);
+    if (!profile) return undefined;
+    return { accountId: sub, claims: async () => ({ sub, ...profile }) };
+  };
+
+  const makeProvider = (): Provider => {
+    const p = buildProvider({
+      config,
+      store,
+      jwks: privateJwks(keys, sealer) as Parameters<typeof buildProvider>[0]['jwks'],
+      publicJwks: () => published,
+      cookieKeys,
+      findAccount,
+      pages: { renderError, logoutSource, postLogoutSuccessSource },
+    });
+    p.use(retryAfterOn503());
+    p.on('server_error', (_ctx, err) => log.error({ err }, 'oidc-provider server error'));
+    return p;
+  };
+  let provider = makeProvider();
+
+  // Keys rotate while the broker runs: when the set of signing keys changes (a published key
+  // activates, or an old one is removed), the provider is rebuilt with the new order.
+  const keyTimer = setInterval(async () => {
+    try {
+      const latest = await store.keys.listKeys();
+      const next = keyEpoch(latest);
+      if (next !== epoch) {
+        keys = latest;
+        published = publicJwks(latest);
+        epoch = next;
+        provider = makeProvider();
+        log.info({ kids: next }, 'signing keys changed; provider reloaded');
+      }
+    } catch {
+      // The store is down; the health watcher reports it and endpoints fail closed.
+    }
+  }, 30_000);
+  keyTimer.unref();
+
+  const app = new Koa({ proxy: config.trustProxy });
+  app.silent = true;
+  app.use(requestId());
+  app.use(accessLog(log));
+  app.use(securityHeaders({ hsts: secureCookies }));
+  app.use(errorHandler(log));
+
+  const base = new Router();
+  base.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  base.get('/readyz', async (ctx) => {
+    const up = await health.check();
+    ctx.status = up ? 200 : 503;
+    if (!up) ctx.set('Retry-After', '1');
+    ctx.body = { status: up ? 'ready' : 'store unreachable' };
+  });
+  const css = stylesheet();
+  const cssEtag = `"${createHash('sha256').update(css).digest('base64url').slice(0, 16)}"`;
+  base.get(STYLESHEET_PATH, (ctx) => {
+    ctx.type = 'text/css';
+    ctx.set('Cache-Control', 'public, max-age=86400');
+    ctx.etag = cssEtag;
+    ctx.body = css;
+  });
+  app.use(base.routes());
+
+  const interactions = interactionRoutes({
+    provider: () => provider,
+    store,
+    accounts,
+    connectors,
+    csrfKey,
+    upstreamsFor: (id) => config.clients.find((c) => c.client_id === id)?.upstreams,
+    isFirstParty: (id) => config.clients.find((c) => c.client_id === id)?.firstParty ?? false,
+    secureCookies,
+    events: {
+      loginSucceeded: (ctx, identity, accountId, clientId) => log.info({ requestId: ctx.state.requestId, provider: identity.provider, accountId, clientId, acr: identity.assurance.acr }, 'upstream login succeeded'),
+      loginFailed: (ctx, connectorId, reason) => log.warn({ requestId: ctx.state.requestId, provider: connectorId, reason }, 'upstream login failed'),
+    },
+  });
+  app.use(interactions.routes());
+  app.use(interactions.allowedMethods());
+
+  if (config.profile === 'demo') {
+    const web = config.clients.find((c) => c.client_id === DEMO_WEB_CLIENT);
+    if (web?.client_secret) {
+      const demo = demoClientRoutes({ issuer, clientId: web.client_id, clientSecret: web.client_secret, resource: DEMO_RESOURCE, scope: 'openid profile offline_access patient/Patient.rs', key: subkey(kek[0], 'demo-client'), secureCookies });
+      app.use(demo.routes());
+    }
+  }
+
+  const prefix = new URL(issuer).pathname.replace(/\/$/, '');
+  app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  app.use(mountProvider(() => provider, health));
+
+  let server: Server | undefined;
+  return {
+    app,
+    store,
+    health,
+    provider: () => provider,
+    sealer,
+    config,
+    async listen(port = config.port, host = config.host) {
+      server = createServer(app.callback());
+      // Bounded header and request times: slow-loris and oversized headers are cut off early.
+      server.headersTimeout = 10_000;
+      server.requestTimeout = 30_000;
+      server.maxHeadersCount = 100;
+      await new Promise<void>((r) => server!.listen(port, host, r));
+      return server;
+    },
+    async close() {
+      clearInterval(keyTimer);
+      health.stop();
+      if (server) {
+        const s = server;
+        await new Promise<void>((r) => {
+          s.close(() => r());
+          s.closeIdleConnections();
+        });
+      }
+      if (!options.store) await store.close();
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+import { isStoreUnavailable } from '../store/errors.ts';
+import { BrokerHttpError, LoginFailedError, UnavailableError } from './errors.ts';
+import { errorPage } from './html.ts';
+
+// The one place where errors from the broker's own routes become HTTP answers: an HTML page for
+// browsers, OAuth-style JSON for API callers. An unreachable store is 503 with Retry-After; anything
+// unexpected is a 500 with a reference, and its detail goes to the log, never to the user.
+
+function wantsJson(ctx: Context): boolean {
+  return ctx.path.startsWith('/api/') || ctx.accepts('html', 'json') === 'json';
+}
+
+export function errorHandler(log: Logger) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    try {
+      await next();
+    } catch (caught) {
+      const requestId = (ctx.state as { requestId?: string }).requestId;
+      let err: BrokerHttpError;
+      if (caught instanceof BrokerHttpError) err = caught;
+      else if (isStoreUnavailable(caught)) err = new UnavailableError();
+      else {
+        log.error({ err: caught, requestId, path: ctx.path }, 'unhandled error');
+        err = new BrokerHttpError(500, 'Sorry, there is a problem with the service', 'Please try again later.');
+      }
+      if (err instanceof LoginFailedError) log.warn({ requestId, reason: err.reason }, 'login failed');
+      if (err.status === 503) ctx.set('Retry-After', '1');
+      ctx.status = err.status;
+      if (wantsJson(ctx)) {
+        ctx.body = { error: err.status === 503 ? 'temporarily_unavailable' : err.status >= 500 ? 'server_error' : 'invalid_request', error_description: err.publicMessage };
+      } else {
+        ctx.type = 'html';
+        ctx.body = errorPage(err.title, err.publicMessage, requestId);
+      }
+    }
+  };
+}

@@ -1,0 +1,53 @@
+// Typed errors for the broker's own routes, mapped to HTTP in one place (web/error-handler.ts).
+// oidc-provider's routes map their own errors to OAuth JSON; this covers everything else.
+
+export class BrokerHttpError extends Error {
+  readonly status: number;
+  /** Shown to the user; never contains internal detail. */
+  readonly publicMessage: string;
+  readonly title: string;
+  constructor(status: number, title: string, publicMessage: string) {
+    super(publicMessage);
+    this.status = status;
+    this.title = title;
+    this.publicMessage = publicMessage;
+  }
+}
+
+export class BadRequestError extends BrokerHttpError {
+  constructor(message: string, status = 400) {
+    super(status, 'There is a problem with this request', message);
+    this.name = 'BadRequestError';
+  }
+}
+
+export class NotFoundError extends BrokerHttpError {
+  constructor(message = 'The page you asked for does not exist.') {
+    super(404, 'Page not found', message);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class ForbiddenError extends BrokerHttpError {
+  constructor(message = 'You cannot do this.') {
+    super(403, 'You cannot do this', message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+/** Sign-in failed upstream or could not be verified. Deliberately generic: the reason is audited, not shown. */
+export class LoginFailedError extends BrokerHttpError {
+  readonly reason: string;
+  constructor(reason: string) {
+    super(401, 'You could not be signed in', 'We could not verify your sign-in. Please go back to the service and try again.');
+    this.name = 'LoginFailedError';
+    this.reason = reason;
+  }
+}
+
+export class UnavailableError extends BrokerHttpError {
+  constructor() {
+    super(503, 'Sorry, the service is unavailable', 'The service cannot reach its data store. Please try again in a few seconds.');
+    this.name = 'UnavailableError';
+  }
+}

@@ -1,0 +1,43 @@
+import { h, layout } from '../html.ts';
+
+export function chooserPage(v: { uid: string; csrf: string; clientName: string; connectors: Array<{ id: string; displayName: string }>; last?: string }): string {
+  const preferred = v.connectors.some((c) => c.id === v.last) ? v.last : v.connectors[0]?.id;
+  return layout(
+    'Choose how to sign in',
+    h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
+<form method="post" action="/interaction/${v.uid}/login" novalidate>
+<input type="hidden" name="csrf" value="${v.csrf}">
+<div class="nhsuk-form-group"><fieldset class="nhsuk-fieldset" aria-describedby="chooser-hint">
+<legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--l"><h1 class="nhsuk-fieldset__heading">Choose how to sign in</h1></legend>
+<div class="nhsuk-hint" id="chooser-hint">${v.clientName} wants you to sign in.</div>
+<div class="nhsuk-radios">
+${v.connectors.map((c) => h`<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="upstream-${c.id}" name="upstream" type="radio" value="${c.id}"${c.id === preferred ? h` checked` : ''}><label class="nhsuk-label nhsuk-radios__label" for="upstream-${c.id}">${c.displayName}</label></div>`)}
+</div></fieldset></div>
+<button class="nhsuk-button" type="submit" data-testid="continue">Continue</button>
+</form>
+<form method="post" action="/interaction/${v.uid}/abort"><input type="hidden" name="csrf" value="${v.csrf}"><button class="nhsuk-button nhsuk-button--secondary" type="submit">Cancel</button></form>
+</div></div>`,
+  );
+}
+
+const SCOPE_TEXT: Record<string, string> = {
+  openid: 'Know who you are',
+  profile: 'Your name and date of birth',
+  email: 'Your email address',
+  nhs_number: 'Your NHS number',
+  offline_access: 'Stay connected when you are not using it',
+  roles: 'Your NHS roles and organisations',
+};
+
+export function consentPage(v: { uid: string; csrf: string; clientName: string; scopes: string[] }): string {
+  return layout(
+    'Allow access',
+    h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
+<h1 class="nhsuk-heading-l">Allow ${v.clientName} to access your information?</h1>
+<p class="nhsuk-body">${v.clientName} is asking to:</p>
+<ul class="nhsuk-list nhsuk-list--bullet">${v.scopes.map((s) => h`<li>${SCOPE_TEXT[s] ?? s}</li>`)}</ul>
+<form method="post" action="/interaction/${v.uid}/confirm"><input type="hidden" name="csrf" value="${v.csrf}"><button class="nhsuk-button" type="submit" data-testid="allow">Allow</button></form>
+<form method="post" action="/interaction/${v.uid}/abort"><input type="hidden" name="csrf" value="${v.csrf}"><button class="nhsuk-button nhsuk-button--secondary" type="submit">Do not allow</button></form>
+</div></div>`,
+  );
+}
