@@ -24,7 +24,8 @@ export interface AdapterOptions {
   onReuseDetected?: (model: string, grantId: string | undefined) => void;
 }
 
-function unavailable(err: unknown): never {
+/** Rethrows a store outage as oidc-provider's temporarily_unavailable (503); anything else unchanged. */
+export function unavailable(err: unknown): never {
   if (isStoreUnavailable(err)) {
     const e = new errors.TemporarilyUnavailable('the authorization server cannot reach its store; try again shortly');
     // oidc-provider answers with err.statusCode; 503 tells clients and load balancers to retry.

@@ -166,7 +166,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const d = await details(ctx, tx.interactionUid);
     await options.events?.loginSucceeded?.(ctx, identity, resolved.accountId, d.params.client_id as string | undefined);
     await finish(ctx, {
-      login: { accountId: resolved.accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: false },
+      login: { accountId: resolved.accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: true },
     });
   }
   router.get('/upstream/:connector/callback', callback);

@@ -1,9 +1,11 @@
 import Provider, { errors, type Configuration, type KoaContextWithOIDC, type ClientMetadata, type FindAccount, type JWKS } from 'oidc-provider';
 import type { BrokerConfig, ClientConfig, ResourceConfig } from '../config/schema.ts';
 import type { Store } from '../store/contracts.ts';
-import { adapterFactory, REVOKED_JTI_PREFIX } from './adapter.ts';
+import { createHash } from 'node:crypto';
+import { adapterFactory, REVOKED_JTI_PREFIX, unavailable } from './adapter.ts';
 import { createJwtLookup, GRANT_ID_CLAIM } from './jwt-introspection.ts';
 import type { JSONWebKeySet } from 'jose';
+import { ACR_VALUES } from '../identity/assurance.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
 // are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
@@ -28,7 +30,7 @@ export interface ProviderOptions {
 }
 
 // The broker holds ES256 and PS256 keys; it signs with nothing else.
-const BROKER_ALGS = ['ES256', 'PS256'];
+const BROKER_ALGS: Array<'ES256' | 'PS256'> = ['ES256', 'PS256'];
 const BROKER_CLIENT_FIELDS = new Set(['firstParty', 'resources', 'upstreams', 'allowedOrigins']);
 
 export function toClientMetadata(c: ClientConfig): ClientMetadata {
@@ -70,7 +72,8 @@ export function buildProvider(options: ProviderOptions): Provider {
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
     },
     claims: {
-      openid: ['sub'],
+      // acr/amr/auth_time ride on the openid scope so every ID token carries the upstream assurance.
+      openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
       profile: ['name', 'given_name', 'family_name', 'birthdate'],
       email: ['email'],
       nhs_number: ['nhs_number'],
@@ -78,6 +81,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     },
     // Resource scopes are listed too: a client's `scope` metadata may only name scopes the OP knows.
     scopes: [...new Set(['openid', 'offline_access', 'profile', 'email', 'nhs_number', 'roles', ...config.resources.flatMap((r) => r.scopes)])],
+    acrValues: ACR_VALUES,
     responseTypes: ['code'],
     // PKCE with S256 for every client, confidential ones included (RFC 9700 2.1.1).
     pkce: { required: () => true },
@@ -105,7 +109,7 @@ export function buildProvider(options: ProviderOptions): Provider {
         // The token's own client, or a resource server configured for the token's audience.
         allowedPolicy: async (_ctx, client, token) => {
           if (client.clientId === token.clientId) return true;
-          const audiences = ([] as unknown[]).concat(token.aud ?? []);
+          const audiences = ([] as unknown[]).concat(('aud' in token ? token.aud : undefined) ?? []);
           return audiences.some((a) => typeof a === 'string' && (resources.get(a)?.introspectionClients ?? []).includes(client.clientId));
         },
       },
@@ -154,14 +158,16 @@ export function buildProvider(options: ProviderOptions): Provider {
       },
     },
     extraTokenClaims: async (ctx, token) => {
+      if (!('accountId' in token) || !token.accountId) return undefined;
+      // Assurance travels into access tokens (RFC 9068 2.2.1): from the code or refresh token the
+      // access token is minted from, which carry the login's acr/amr/auth_time.
+      const entities = ctx?.oidc?.entities;
+      const source = entities?.AuthorizationCode ?? entities?.RefreshToken;
+      if (!source) return undefined;
       const claims: Record<string, unknown> = {};
-      // Assurance travels into access tokens (RFC 9068 section 2.2.1: acr, amr, auth_time).
-      const session = ctx?.oidc?.session;
-      if ('accountId' in token && token.accountId && session) {
-        if (session.acr) claims.acr = session.acr;
-        if (session.amr) claims.amr = session.amr;
-        if (session.authTime) claims.auth_time = session.authTime;
-      }
+      if (source.acr) claims.acr = source.acr;
+      if (source.amr) claims.amr = source.amr;
+      if (source.authTime) claims.auth_time = source.authTime;
       return claims;
     },
     clientBasedCORS: (_ctx, origin, client) => (clientsById.get(client.clientId)?.allowedOrigins ?? []).includes(origin),
@@ -184,5 +190,16 @@ export function buildProvider(options: ProviderOptions): Provider {
 
   const provider = new Provider(issuer, configuration);
   provider.proxy = config.trustProxy;
+  // oidc-provider's replay check (client assertions, DPoP proofs) is find-then-save: two parallel
+  // requests with one jti both pass. The store's rememberOnce is atomic across processes.
+  provider.ReplayDetection.unique = async (iss: string, jti: string, exp: number) => {
+    const ttl = Math.max(1, exp - Math.floor(Date.now() / 1000));
+    const key = `jti:${createHash('sha256').update(`${iss}\0${jti}`).digest('base64url')}`;
+    try {
+      return await store.replay.rememberOnce(key, ttl);
+    } catch (err) {
+      return unavailable(err);
+    }
+  };
   return provider;
 }

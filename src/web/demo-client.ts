@@ -59,6 +59,7 @@ export function demoClientRoutes(options: { issuer: string; clientId: string; cl
       code_challenge_method: 'S256',
       state,
       nonce,
+      prompt: 'consent',
     });
     ctx.redirect(url.href);
   });

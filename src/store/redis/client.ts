@@ -1,0 +1,76 @@
+import { isIP } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, Redis } from 'ioredis';
+import type { RedisTarget } from './url.ts';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  /** A command without a reply after this long rejects (then StoreUnavailableError). Default 1000 ms. */
+  commandTimeoutMs?: number;
+  /** How long one connection attempt may take. Default 2000 ms. */
+  connectTimeoutMs?: number;
+  /** Extra TLS settings (a private CA, client certificate). `rediss://` turns TLS on with system defaults. */
+  tls?: ConnectionOptions;
+  /** Password of the Sentinel processes, when they require one (the URL's credentials are the master's). */
+  sentinelPassword?: string;
+}
+
+// Keep reconnecting for ever, at most a second apart: the broker must heal by itself when Redis returns,
+// and the store fails closed in the meantime because nothing is queued (enableOfflineQueue: false).
+function reconnectDelay(times: number): number {
+  return Math.min(times * 100, 1000);
+}
+
+function tlsFor(host: string, enabled: boolean, extra: ConnectionOptions | undefined): ConnectionOptions | undefined {
+  if (!enabled && !extra) return undefined;
+  // SNI must be a hostname; Node rejects an IP address there.
+  return { ...(isIP(host) === 0 ? { servername: host } : {}), ...extra };
+}
+
+export function createRedisClient(target: RedisTarget, options: RedisClientOptions = {}): RedisClient {
+  const failFast = {
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    maxRetriesPerRequest: 1,
+    // A command cut off by a dropped connection may or may not have run. Replaying it could turn a
+    // won `consume` into a reported loss, so it fails (StoreUnavailableError) and the caller decides.
+    autoResendUnfulfilledCommands: false,
+    username: target.username,
+    password: target.password,
+  };
+
+  switch (target.mode) {
+    case 'standalone':
+      return new Redis({
+        ...failFast,
+        host: target.host,
+        port: target.port,
+        db: target.db,
+        tls: tlsFor(target.host, target.tls, options.tls),
+        enableOfflineQueue: false,
+        retryStrategy: reconnectDelay,
+        lazyConnect: false,
+      });
+    case 'sentinel':
+      return new Redis({
+        ...failFast,
+        sentinels: target.sentinels,
+        name: target.name,
+        db: target.db,
+        sentinelPassword: options.sentinelPassword,
+        tls: options.tls,
+        enableTLSForSentinelMode: options.tls !== undefined,
+        sentinelRetryStrategy: reconnectDelay,
+        enableOfflineQueue: false,
+        retryStrategy: reconnectDelay,
+      });
+    case 'cluster':
+      return new Cluster(target.nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: reconnectDelay,
+        slotsRefreshTimeout: failFast.commandTimeout,
+        redisOptions: { ...failFast, tls: options.tls },
+      });
+  }
+}

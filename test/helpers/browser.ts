@@ -1,0 +1,74 @@
+// A minimal cookie-keeping HTTP user agent for driving the login flow without a browser: it follows
+// nothing by itself, so each test sees every redirect the broker sends.
+
+export class UserAgent {
+  readonly cookies = new Map<string, string>();
+
+  async request(url: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.cookies.size) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const i = pair.indexOf('=');
+      const name = pair.slice(0, i).trim();
+      const value = pair.slice(i + 1).trim();
+      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(c)) this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    return res;
+  }
+
+  get(url: string): Promise<Response> {
+    return this.request(url);
+  }
+
+  postForm(url: string, form: Record<string, string>): Promise<Response> {
+    return this.request(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+  }
+}
+
+export function location(res: Response, base: string): string {
+  const loc = res.headers.get('location');
+  if (!loc) throw new Error(`expected a redirect, got ${res.status}`);
+  return new URL(loc, base).href;
+}
+
+export function hiddenField(html: string, name: string): string {
+  const m = new RegExp(`name="${name}" value="([^"]*)"`).exec(html);
+  if (!m) throw new Error(`no hidden field ${name}`);
+  return m[1].replace(/&amp;/g, '&');
+}
+
+/**
+ * Runs the broker's interaction from an authorization URL to the client's redirect with the demo
+ * upstream and the given persona. Returns the final redirect URL (carrying code or error).
+ */
+export async function loginThroughDemo(ua: UserAgent, authorizationUrl: string, persona: string, base: string): Promise<URL> {
+  let res = await ua.get(authorizationUrl);
+  let url = location(res, base);
+  res = await ua.get(url);
+  const chooser = await res.text();
+  const uid = new URL(url).pathname.split('/').pop()!;
+  res = await ua.postForm(`${base}/interaction/${uid}/login`, { csrf: hiddenField(chooser, 'csrf'), upstream: 'demo' });
+  url = location(res, base);
+  res = await ua.get(url);
+  const page = await res.text();
+  res = await ua.postForm(`${base}/upstream/demo/callback`, { state: hiddenField(page, 'state'), secret: hiddenField(page, 'secret'), persona });
+  // resume -> consent interaction (auto for first-party) -> resume -> client redirect
+  for (let i = 0; i < 6; i++) {
+    url = location(res, base);
+    if (!url.startsWith(base)) return new URL(url);
+    res = await ua.get(url);
+    if (res.status === 200) {
+      const html = await res.text();
+      if (html.includes('/confirm')) {
+        const uid2 = new URL(url).pathname.split('/').pop()!;
+        res = await ua.postForm(`${base}/interaction/${uid2}/confirm`, { csrf: hiddenField(html, 'csrf') });
+      } else {
+        throw new Error(`unexpected page at ${url}: ${html.slice(0, 200)}`);
+      }
+    }
+  }
+  throw new Error('too many redirects');
+}

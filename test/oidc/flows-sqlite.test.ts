@@ -1,0 +1,3 @@
+import { oidcFlows } from './flows.ts';
+
+oidcFlows('sqlite', async () => undefined);
