@@ -74,16 +74,7 @@ async function run(argv: string[]): Promise<number> {
     return 2;
   }
 
-  let broker;
-  try {
-    broker = await createBroker(config, { log });
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      return 2;
-    }
-    throw err;
-  }
+  const broker = await createBroker(config, { log });
   const server = await broker.listen();
   const address = server.address();
   log.info({ issuer: config.issuer, port: typeof address === 'object' && address ? address.port : config.port, store: config.store.split(':')[0], profile: config.profile }, 'broker listening');
@@ -106,6 +97,6 @@ run(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
+    process.exit(err instanceof ConfigError ? 2 : 1);
   },
 );

@@ -99,7 +99,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
   }
   const store = options.store ?? openStore(config.store);
-  const health = watchStore(store, 500, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')));
+  const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')));
   const accounts = new AccountService(store.accounts, sealer);
 
   const connectors: Connector[] = [...(options.connectors ?? [])];

@@ -128,7 +128,7 @@ export async function verifyLedger(backend: LedgerBackend, publicKeys: Checkpoin
             if (c.payload.head !== e.hash) {
               throw new Bad(
                 e.seq,
-                `checkpoint at seq ${e.seq} signs a different head: entries after ${lastGoodCheckpoint ?? 0} were rewritten`,
+                `entry ${e.seq} is not the one its checkpoint signed: entries after ${lastGoodCheckpoint ?? 0} were changed, inserted or rewritten`,
               );
             }
           }

@@ -3,19 +3,23 @@ import { z } from 'zod';
 // The broker's configuration, parsed at the edge. Client entries use OAuth/OIDC metadata names so an
 // operator can copy them from a registration document; broker-only settings use camelCase.
 
-const absoluteUrl = z.string().refine((v) => {
+function parseUrl(v: string): URL | undefined {
   try {
-    new URL(v);
-    return true;
+    return new URL(v);
   } catch {
-    return false;
+    return undefined;
   }
-}, 'must be an absolute URL');
+}
 
-const redirectUri = absoluteUrl.refine((v) => !new URL(v).hash, 'must not contain a fragment').refine((v) => {
-  const { protocol } = new URL(v);
-  return protocol === 'https:' || protocol === 'http:' || /^[a-z][a-z0-9+.-]*:$/.test(protocol);
-}, 'must use https (http only for loopback)').refine((v) => !['javascript:', 'data:', 'vbscript:', 'file:'].includes(new URL(v).protocol), 'scheme not allowed');
+const absoluteUrl = z.string().refine((v) => parseUrl(v) !== undefined, 'must be an absolute URL');
+
+const FORBIDDEN_SCHEMES = new Set(['javascript:', 'data:', 'vbscript:', 'file:']);
+const redirectUri = z.string().superRefine((v, ctx) => {
+  const url = parseUrl(v);
+  if (!url) ctx.addIssue({ code: 'custom', message: 'must be an absolute URL' });
+  else if (url.hash) ctx.addIssue({ code: 'custom', message: 'must not contain a fragment' });
+  else if (FORBIDDEN_SCHEMES.has(url.protocol)) ctx.addIssue({ code: 'custom', message: 'scheme not allowed' });
+});
 
 const jwk = z.looseObject({ kty: z.string() });
 
@@ -76,8 +80,8 @@ export const clientSchema = z
       ctx.addIssue({ code: 'custom', path: ['grant_types'], message: 'a public client cannot use client_credentials' });
     }
     c.redirect_uris.forEach((u, i) => {
-      const url = new URL(u);
-      if (url.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) {
+      const url = parseUrl(u);
+      if (url && url.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) {
         ctx.addIssue({ code: 'custom', path: ['redirect_uris', i], message: 'http is allowed only for loopback hosts' });
       }
     });

@@ -9,16 +9,27 @@ export interface StoreHealth {
   stop(): void;
 }
 
+/** A ping slower than this counts as down: a store that cannot answer in time cannot serve requests either. */
+const PING_DEADLINE_MS = 300;
+
 export function watchStore(store: Store, intervalMs = 500, onChange?: (up: boolean) => void): StoreHealth {
   let up = true;
   let stopped = false;
   async function check(): Promise<boolean> {
     let ok: boolean;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await store.ping();
+      await Promise.race([
+        store.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('ping deadline')), PING_DEADLINE_MS);
+        }),
+      ]);
       ok = true;
     } catch {
       ok = false;
+    } finally {
+      clearTimeout(timer);
     }
     if (ok !== up && !stopped) {
       up = ok;

@@ -1,7 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { isStoreUnavailable } from '../store/errors.ts';
-import { BrokerHttpError, LoginFailedError, UnavailableError } from './errors.ts';
+import { BadRequestError, BrokerHttpError, LoginFailedError, UnavailableError } from './errors.ts';
 import { errorPage } from './html.ts';
 
 // The one place where errors from the broker's own routes become HTTP answers: an HTML page for
@@ -19,8 +19,11 @@ export function errorHandler(log: Logger) {
     } catch (caught) {
       const requestId = (ctx.state as { requestId?: string }).requestId;
       let err: BrokerHttpError;
+      const status = (caught as { statusCode?: unknown }).statusCode;
       if (caught instanceof BrokerHttpError) err = caught;
-      else if (isStoreUnavailable(caught)) err = new UnavailableError();
+      // oidc-provider helpers used by our routes throw its own errors: the store-outage one is 503.
+      else if (isStoreUnavailable(caught) || status === 503) err = new UnavailableError();
+      else if (typeof status === 'number' && status >= 400 && status < 500) err = new BadRequestError('This request cannot be completed. Go back to the service and start again.', status);
       else {
         log.error({ err: caught, requestId, path: ctx.path }, 'unhandled error');
         err = new BrokerHttpError(500, 'Sorry, there is a problem with the service', 'Please try again later.');
