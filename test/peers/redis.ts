@@ -26,6 +26,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisPeer> {
   async function start(): Promise<void> {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
     const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
     for (let i = 0; i < 100; i++) {
       try {
         await probe.connect();

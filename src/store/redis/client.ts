@@ -50,7 +50,6 @@ export function createRedisClient(target: RedisTarget, options: RedisClientOptio
         tls: tlsFor(target.host, target.tls, options.tls),
         enableOfflineQueue: false,
         retryStrategy: reconnectDelay,
-        lazyConnect: false,
       });
     case 'sentinel':
       return new Redis({

@@ -5,24 +5,34 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Resolves once the client is ready, or rejects with StoreUnavailableError after `timeoutMs`. */
+export type WhenReady = (timeoutMs: number) => Promise<void>;
+
 /**
- * Waits (at most `timeoutMs`) until the client is ready. Commands are never queued while disconnected,
- * so callers that must not fail just because the connection is still being set up wait here first.
+ * Commands are never queued while disconnected, so callers that should not fail merely because the
+ * connection is still being set up wait here first. All waiters share one 'ready' listener, so a burst of
+ * requests during a reconnect does not pile listeners onto the client.
  */
-export function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  if (client.status === 'end') return Promise.reject(new StoreUnavailableError('redis store is closed'));
-  return new Promise((resolve, reject) => {
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      reject(new StoreUnavailableError(`redis not ready after ${timeoutMs} ms (status ${client.status})`));
-    }, timeoutMs);
-    client.once('ready', onReady);
-  });
+export function createWhenReady(client: RedisClient): WhenReady {
+  let next: Promise<void> | undefined;
+  return (timeoutMs) => {
+    if (client.status === 'ready') return Promise.resolve();
+    if (client.status === 'end') return Promise.reject(new StoreUnavailableError('redis store is closed'));
+    next ??= new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        next = undefined;
+        resolve();
+      });
+    });
+    const ready = next;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`redis not ready after ${timeoutMs} ms (status ${client.status})`)), timeoutMs);
+      void ready.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  };
 }
 
 export interface Guard {
@@ -34,7 +44,7 @@ export interface Guard {
  * Until the first successful connection, commands wait for it (bounded), so a store used right after
  * opening does not fail spuriously. Afterwards they fail immediately while disconnected: fail fast, never hang.
  */
-export function createGuard(client: RedisClient, waitMs: number): Guard {
+export function createGuard(client: RedisClient, whenReady: WhenReady, waitMs: number): Guard {
   let everReady = client.status === 'ready';
   client.once('ready', () => {
     everReady = true;
@@ -42,7 +52,7 @@ export function createGuard(client: RedisClient, waitMs: number): Guard {
 
   return async <T>(op: () => Promise<T>): Promise<T> => {
     try {
-      if (!everReady) await whenReady(client, waitMs);
+      if (!everReady) await whenReady(waitMs);
       return await op();
     } catch (err) {
       if (err instanceof StoreUnavailableError) throw err;

@@ -1,7 +1,7 @@
 import type { Store } from '../contracts.ts';
 import { createRedisAccountStore } from './accounts.ts';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.ts';
-import { createGuard, whenReady } from './guard.ts';
+import { createGuard, createWhenReady } from './guard.ts';
 import { createKeyspace } from './keyspace.ts';
 import { createRedisKeyStore } from './keys.ts';
 import { createRedisOidcStore } from './oidc.ts';
@@ -44,7 +44,8 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
   const client = createRedisClient(parseRedisUrl(url), options);
   // Without a listener ioredis prints every reconnect failure; callers learn of outages through errors.
   client.on('error', options.onError ?? (() => {}));
-  const guard = createGuard(client, timeoutMs);
+  const whenReady = createWhenReady(client);
+  const guard = createGuard(client, whenReady, timeoutMs);
 
   return {
     kind: 'redis',
@@ -58,7 +59,7 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
     async ping() {
       await guard(async () => {
         // A health check during a reconnect should report the outcome of that reconnect, within bounds.
-        await whenReady(client, timeoutMs);
+        await whenReady(timeoutMs);
         await client.ping();
       });
     },
