@@ -20,7 +20,9 @@ export interface StoredCheckpoint {
 }
 
 /** One position of a range read: the entry, or why the stored bytes no longer parse as one. */
-export type ScannedEntry = { seq: number; entry: StoredEntry; error?: undefined } | { seq: number; entry?: undefined; error: string };
+export type ScannedEntry =
+  | { seq: number; entry: StoredEntry; error?: undefined; /** details exactly as stored, when stored as text */ detailsText?: string }
+  | { seq: number; entry?: undefined; error: string; detailsText?: undefined };
 
 /** A query after the ledger has turned plaintext filters into blind indexes; backends never see plaintext. */
 export interface BackendQuery {

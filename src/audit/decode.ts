@@ -3,14 +3,14 @@ import type { ScannedEntry } from './backend.ts';
 import { LedgerCorruptError } from './errors.ts';
 
 /** Validates what a backend read back. Edited storage yields an error for that seq instead of a crash. */
-export function decodeEntry(seq: number, record: unknown): ScannedEntry {
+export function decodeEntry(seq: number, record: unknown, detailsText?: string): ScannedEntry {
   const parsed = storedEntrySchema.safeParse(record);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { seq, error: `malformed entry (${issue ? `${issue.path.join('.') || 'entry'}: ${issue.message}` : 'invalid'})` };
   }
   if (parsed.data.seq !== seq) return { seq, error: `stored seq ${parsed.data.seq} differs from its position` };
-  return { seq, entry: parsed.data };
+  return detailsText === undefined ? { seq, entry: parsed.data } : { seq, entry: parsed.data, detailsText };
 }
 
 export function parseJsonText(text: string): unknown {

@@ -6,7 +6,7 @@ import { entriesOrThrow } from './decode.ts';
 import { AUDIT_EVENT_TYPES, AUDIT_INDEX_PURPOSE, type AuditEvent, type OpenedEntry, type StoredEntry } from './entry.ts';
 import { AuditInputError } from './errors.ts';
 import type { AuditMetrics } from './metrics.ts';
-import { buildEntry, openEntry, prepareEntryBody } from './prepare.ts';
+import { buildEntry, identitySealer, openEntry, prepareEntryBody } from './prepare.ts';
 import { pruneLedger, type PruneResult } from './prune.ts';
 
 export interface LedgerOptions {
@@ -92,6 +92,7 @@ export function createLedger(backend: LedgerBackend, sealer: Sealer, signer: Che
   const clock = options.clock ?? (() => new Date());
   const onError = options.onError ?? (() => undefined);
   const inFlight = new Set<Promise<unknown>>();
+  const identity = identitySealer(sealer);
 
   function track<T>(p: Promise<T>): Promise<T> {
     inFlight.add(p);
@@ -149,7 +150,7 @@ export function createLedger(backend: LedgerBackend, sealer: Sealer, signer: Che
 
     async append(event) {
       const started = performance.now();
-      const body = prepareEntryBody(event, sealer);
+      const body = prepareEntryBody(event, sealer, identity);
       const { entry, attempts } = await backend.append((head) => buildEntry(body, head, clock()));
       options.metrics?.observeAppend(backend.kind, (performance.now() - started) / 1000, attempts);
       options.metrics?.countEntry(entry.type, entry.outcome);

@@ -21,7 +21,34 @@ export const REDACTED_KEY = '_redacted';
  * Turns a caller's event into the stored body: validated, secrets dropped, personal data sealed, blind
  * indexes computed. Done once per append, outside the backend's critical section.
  */
-export function prepareEntryBody(input: unknown, sealer: Sealer): EntryBody {
+export interface SealedIdentity {
+  sealed: string;
+  index: string;
+}
+
+/**
+ * Seals and blind-indexes actor/subject values, remembering the last few thousand. Sealing is the dominant
+ * cost of an append, and the same accounts recur constantly. Reusing one ciphertext per value reveals only
+ * that two entries share an actor or subject, which the blind index stored next to it already reveals; the
+ * GCM nonce is never reused for a different plaintext.
+ */
+export function identitySealer(sealer: Sealer, maxEntries = 10_000): (value: string) => SealedIdentity {
+  const cache = new Map<string, SealedIdentity>();
+  return (value) => {
+    const hit = cache.get(value);
+    if (hit) return hit;
+    const made = { sealed: sealer.seal(value, AUDIT_SEAL_PURPOSE), index: sealer.blindIndex(value, AUDIT_INDEX_PURPOSE) };
+    if (maxEntries <= 0) return made;
+    if (cache.size >= maxEntries) {
+      const oldest = cache.keys().next();
+      if (!oldest.done) cache.delete(oldest.value);
+    }
+    cache.set(value, made);
+    return made;
+  };
+}
+
+export function prepareEntryBody(input: unknown, sealer: Sealer, identity: (value: string) => SealedIdentity = identitySealer(sealer, 0)): EntryBody {
   const parsed = auditEventSchema.safeParse(input);
   if (!parsed.success) throw new AuditInputError(`invalid audit event: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const ev = parsed.data;
@@ -37,15 +64,15 @@ export function prepareEntryBody(input: unknown, sealer: Sealer): EntryBody {
   if (detailsText.length > MAX_DETAILS_CHARS) throw new AuditInputError(`audit details exceed ${MAX_DETAILS_CHARS} characters`);
   if (personalText.length > MAX_DETAILS_CHARS) throw new AuditInputError(`audit personal data exceeds ${MAX_DETAILS_CHARS} characters`);
 
-  const seal = (v: string | undefined): string | null => (v === undefined ? null : sealer.seal(v, AUDIT_SEAL_PURPOSE));
-  const index = (v: string | undefined): string | null => (v === undefined ? null : sealer.blindIndex(v, AUDIT_INDEX_PURPOSE));
+  const actor = ev.actor === undefined ? undefined : identity(ev.actor);
+  const subject = ev.subject === undefined ? undefined : identity(ev.subject);
   return {
     type: ev.type,
     outcome: ev.outcome,
-    actor: seal(ev.actor),
-    actorIndex: index(ev.actor),
-    subject: seal(ev.subject),
-    subjectIndex: index(ev.subject),
+    actor: actor?.sealed ?? null,
+    actorIndex: actor?.index ?? null,
+    subject: subject?.sealed ?? null,
+    subjectIndex: subject?.index ?? null,
     client: ev.client ?? null,
     consent: ev.consent ?? null,
     // Request ids come from a client-supplied header; one carrying a credential is not worth keeping.

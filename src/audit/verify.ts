@@ -119,7 +119,7 @@ export async function verifyLedger(backend: LedgerBackend, publicKeys: Checkpoin
         if (!s.entry) throw new Bad(s.seq, s.error);
         const e = s.entry;
         if (e.prev !== prev) failEntry(e, `entry ${e.seq} does not link to entry ${e.seq - 1} (removed, inserted or reordered)`);
-        if (entryHash(prev, e) !== e.hash) failEntry(e, `entry ${e.seq} was changed (content does not match its hash)`);
+        if (entryHash(prev, e, s.detailsText) !== e.hash) failEntry(e, `entry ${e.seq} was changed (content does not match its hash)`);
         if (prevTime !== null && e.time < prevTime) throw new Bad(e.seq, `entry ${e.seq} is earlier than entry ${e.seq - 1} (reordered)`);
         const cps = checks.get(e.seq);
         if (cps) {

@@ -86,7 +86,22 @@ export function buildProvider(options: ProviderOptions): Provider {
     // PKCE with S256 for every client, confidential ones included (RFC 9700 2.1.1).
     pkce: { required: () => true },
     // Rotate on every use; a reused refresh token then revokes the whole grant (reuse detection).
-    rotateRefreshToken: true,
+    // A request that will fail on its resource is refused here, before the old token is consumed,
+    // so a bad request cannot burn the client's only refresh token.
+    rotateRefreshToken: (ctx) => {
+      const requested = ctx.oidc.params?.resource;
+      if (requested !== undefined) {
+        const granted = ctx.oidc.entities.RefreshToken?.resourceIndicators ?? new Set<string>();
+        const ok = typeof requested === 'string' && granted.has(requested) && allowedResources(ctx.oidc.client!.clientId).includes(requested);
+        if (!ok) throw new errors.InvalidTarget();
+      }
+      return true;
+    },
+    // oidc-provider checks iat only when exp is absent; an assertion "issued" in the future is refused.
+    assertJwtClientAuthClaimsAndHeader: async (ctx, claims) => {
+      if (ctx.oidc.isFapi('2.0') && claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
+      if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + 15) throw new errors.InvalidClientAuth('client assertion iat is in the future');
+    },
     issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     revokeGrantPolicy: () => true,
     clockTolerance: 15,
@@ -190,6 +205,15 @@ export function buildProvider(options: ProviderOptions): Provider {
 
   const provider = new Provider(issuer, configuration);
   provider.proxy = config.trustProxy;
+  // oidc-provider answers CORS preflights and early errors before it knows the client; only origins
+  // some client registered may see an Access-Control-Allow-Origin (public metadata excepted).
+  const knownOrigins = new Set(config.clients.flatMap((c) => c.allowedOrigins));
+  provider.use(async (ctx, next) => {
+    await next();
+    const origin = ctx.get('Origin');
+    if (!origin || knownOrigins.has(origin) || ctx.path === '/jwks' || ctx.path.startsWith('/.well-known/')) return;
+    for (const h of ['Access-Control-Allow-Origin', 'Access-Control-Allow-Methods', 'Access-Control-Allow-Headers', 'Access-Control-Expose-Headers', 'Access-Control-Max-Age', 'Access-Control-Allow-Credentials']) ctx.remove(h);
+  });
   // oidc-provider's replay check (client assertions, DPoP proofs) is find-then-save: two parallel
   // requests with one jti both pass. The store's rememberOnce is atomic across processes.
   provider.ReplayDetection.unique = async (iss: string, jti: string, exp: number) => {

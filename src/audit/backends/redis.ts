@@ -13,7 +13,7 @@ import { isJsonObject } from '../json.ts';
 export interface RedisLedgerOptions {
   /** Key prefix shared with the rest of the broker's keys. Default "broker:". */
   prefix?: string;
-  /** Optimistic append attempts before giving up with LedgerContentionError. Default 100. */
+  /** Optimistic append attempts before giving up with LedgerContentionError. Default 1000. */
   maxAttempts?: number;
 }
 
@@ -103,7 +103,7 @@ export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerO
     checkpoints: `${base}checkpoints`,
     index: (kind: 'subject' | 'actor' | 'client' | 'consent', value: string) => `${base}ix:${kind}:${value}`,
   };
-  const maxAttempts = options.maxAttempts ?? 100;
+  const maxAttempts = options.maxAttempts ?? 1000;
   const stats = { conflicts: 0 };
   let cachedHead: ChainHead | undefined;
   let queue: Promise<unknown> = Promise.resolve();
@@ -247,9 +247,9 @@ export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerO
             return { entry: e, attempts: attempt };
           }
           stats.conflicts++;
+          // Retry at once from the head the script returned. No backoff: a writer that sleeps comes back to
+          // a head that moved again while it slept and loses every time; retrying immediately is a fair race.
           head = { seq: Number(reply[1]), hash: reply[2], time: reply[3] || null };
-          // Two writers that keep colliding back off a little, at random, so one of them gets through.
-          if (attempt >= 3) await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, attempt)));
         }
         cachedHead = undefined;
         throw new LedgerContentionError();

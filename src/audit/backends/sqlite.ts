@@ -6,6 +6,15 @@ import { canonicalJson } from '../chain.ts';
 import { decodeEntry, entriesOrThrow, parseJsonText } from '../decode.ts';
 import type { StoredEntry } from '../entry.ts';
 
+/** Appends between search-index catch-ups (bounded work per append; queries catch up first anyway). */
+const SEARCH_BATCH = 256;
+
+const SEARCH_KEYS_OF = (range: string): string => `
+  SELECT 's:' || subject_idx AS key, seq FROM audit_entries WHERE ${range} AND subject_idx IS NOT NULL
+  UNION ALL SELECT 'a:' || actor_idx, seq FROM audit_entries WHERE ${range} AND actor_idx IS NOT NULL
+  UNION ALL SELECT 'c:' || client, seq FROM audit_entries WHERE ${range} AND client IS NOT NULL
+  UNION ALL SELECT 'k:' || consent, seq FROM audit_entries WHERE ${range} AND consent IS NOT NULL`;
+
 export interface SqliteLedgerOptions {
   /**
    * Set WAL, synchronous=NORMAL and a busy timeout on the handle (default true). The broker's own opener sets
@@ -33,11 +42,18 @@ CREATE TABLE IF NOT EXISTS audit_entries (
   prev        TEXT NOT NULL,
   hash        TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time);
-CREATE INDEX IF NOT EXISTS audit_entries_subject ON audit_entries (subject_idx) WHERE subject_idx IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_entries_actor ON audit_entries (actor_idx) WHERE actor_idx IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_entries_client ON audit_entries (client) WHERE client IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_entries_consent ON audit_entries (consent) WHERE consent IS NOT NULL;
+-- Lookup keys ('s:' subject blind index, 'a:' actor blind index, 'c:' client, 'k:' consent) -> seq.
+-- Kept out of audit_entries on purpose: four secondary b-trees updated on every append more than halved
+-- append throughput. This table is filled in batches (see catchUp) and brought up to date before a query.
+CREATE TABLE IF NOT EXISTS audit_search (
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_search_state (
+  id  INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   seq  INTEGER PRIMARY KEY,
   head TEXT,
@@ -80,7 +96,8 @@ function text(v: SQLInputValue | undefined): string | null {
 
 function rowToScanned(row: Row): ScannedEntry {
   const seq = Number(row.seq);
-  const details = typeof row.details === 'string' ? parseJsonText(row.details) : undefined;
+  const detailsText = typeof row.details === 'string' ? row.details : undefined;
+  const details = detailsText === undefined ? undefined : parseJsonText(detailsText);
   return decodeEntry(seq, {
     seq,
     time: row.time,
@@ -97,7 +114,7 @@ function rowToScanned(row: Row): ScannedEntry {
     personal: text(row.personal),
     prev: row.prev,
     hash: row.hash,
-  });
+  }, detailsText);
 }
 
 function rowToCheckpoint(row: Row): StoredCheckpoint {
@@ -145,6 +162,48 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
     return { seq: Number(row.seq), hash: String(row.hash), time: text(row.time) };
   }
 
+  /** Smallest seq whose time >= t (or one past the last entry). */
+  function seqAtOrAfterTime(t: string): number {
+    const bounds = prep('SELECT min(seq) AS lo, max(seq) AS hi FROM audit_entries').get();
+    let lo = typeof bounds?.lo === 'number' ? bounds.lo : 1;
+    let hi = typeof bounds?.hi === 'number' ? bounds.hi : 0;
+    let answer = hi + 1;
+    const at = prep('SELECT seq, time FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT 1');
+    while (lo <= hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const row = at.get(mid);
+      const seq = Number(row?.seq);
+      if (!row || seq > hi || String(row.time) >= t) {
+        if (row && seq <= hi) answer = Math.min(answer, seq);
+        hi = mid - 1;
+      } else {
+        lo = seq + 1;
+      }
+    }
+    return answer;
+  }
+
+  const searchDone = prep('SELECT seq FROM audit_search_state WHERE id = 1');
+  const searchFill = prep(`INSERT OR IGNORE INTO audit_search (key, seq) ${SEARCH_KEYS_OF('seq > ?1 AND seq <= ?2')}`);
+  const searchMark = prep('INSERT INTO audit_search_state (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq');
+
+  /** Indexes every entry not yet in audit_search. Runs inside a write transaction. */
+  function catchUp(upTo: number): void {
+    const row = searchDone.get();
+    const done = typeof row?.seq === 'number' ? row.seq : 0;
+    if (upTo <= done) return;
+    searchFill.run(done, upTo);
+    searchMark.run(upTo);
+  }
+
+  function searchKey(q: BackendQuery): string | undefined {
+    if (q.subjectIndex !== undefined) return `s:${q.subjectIndex}`;
+    if (q.actorIndex !== undefined) return `a:${q.actorIndex}`;
+    if (q.consent !== undefined) return `k:${q.consent}`;
+    if (q.client !== undefined) return `c:${q.client}`;
+    return undefined;
+  }
+
   function transaction<T>(fn: () => T): T {
     // A caller holding a transaction open on this shared handle would make BEGIN fail; say so plainly.
     if (db.isTransaction) throw new Error('audit ledger: the SQLite handle is already inside a transaction');
@@ -175,6 +234,7 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
             e.client, e.consent, e.requestId, canonicalJson(e.details), e.personal, e.prev, e.hash,
           );
           headPut.run(e.seq, e.hash, e.time);
+          if (e.seq % SEARCH_BATCH === 0) catchUp(e.seq);
           return { entry: e, attempts: 1 };
         }),
       );
@@ -185,25 +245,42 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
     },
 
     async query(q: BackendQuery) {
+      const key = searchKey(q);
+      if (key !== undefined) {
+        guard(() => {
+          const head = readHead().seq;
+          const row = searchDone.get();
+          if ((typeof row?.seq === 'number' ? row.seq : 0) < head) transaction(() => catchUp(readHead().seq));
+        });
+      }
       const where: string[] = [];
       const args: SQLInputValue[] = [];
       const add = (clause: string, value: SQLInputValue): void => {
         where.push(clause);
         args.push(value);
       };
-      if (q.afterSeq !== undefined) add('seq > ?', q.afterSeq);
-      if (q.beforeSeq !== undefined) add('seq < ?', q.beforeSeq);
-      if (q.fromTime !== undefined) add('time >= ?', q.fromTime);
-      if (q.toTime !== undefined) add('time < ?', q.toTime);
-      if (q.subjectIndex !== undefined) add('subject_idx = ?', q.subjectIndex);
-      if (q.actorIndex !== undefined) add('actor_idx = ?', q.actorIndex);
-      if (q.client !== undefined) add('client = ?', q.client);
-      if (q.consent !== undefined) add('consent = ?', q.consent);
+      if (key !== undefined) add('e.seq IN (SELECT seq FROM audit_search WHERE key = ?)', key);
+      if (q.afterSeq !== undefined) add('e.seq > ?', q.afterSeq);
+      if (q.beforeSeq !== undefined) add('e.seq < ?', q.beforeSeq);
+      // No index on time (one less b-tree per append): the ledger never lets time decrease along the chain,
+      // so a time bound is a seq bound, found by binary search on the primary key.
+      if (q.fromTime !== undefined) {
+        add('e.seq >= ?', guard(() => seqAtOrAfterTime(q.fromTime ?? '')));
+        add('e.time >= ?', q.fromTime);
+      }
+      if (q.toTime !== undefined) {
+        add('e.seq < ?', guard(() => seqAtOrAfterTime(q.toTime ?? '')));
+        add('e.time < ?', q.toTime);
+      }
+      if (q.subjectIndex !== undefined) add('e.subject_idx = ?', q.subjectIndex);
+      if (q.actorIndex !== undefined) add('e.actor_idx = ?', q.actorIndex);
+      if (q.client !== undefined) add('e.client = ?', q.client);
+      if (q.consent !== undefined) add('e.consent = ?', q.consent);
       if (q.types && q.types.length > 0) {
-        where.push(`type IN (${q.types.map(() => '?').join(', ')})`);
+        where.push(`e.type IN (${q.types.map(() => '?').join(', ')})`);
         args.push(...q.types);
       }
-      const sql = `SELECT * FROM audit_entries${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`;
+      const sql = `SELECT e.* FROM audit_entries e${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY e.seq ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`;
       args.push(q.limit);
       return guard(() => entriesOrThrow(prep(sql).all(...args).map(rowToScanned)));
     },
@@ -233,6 +310,7 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
     async truncateThrough(anchorSeq) {
       return guard(() =>
         transaction(() => {
+          prep(`DELETE FROM audit_search WHERE (key, seq) IN (${SEARCH_KEYS_OF('seq <= ?1')})`).run(anchorSeq);
           const removed = prep('DELETE FROM audit_entries WHERE seq <= ?').run(anchorSeq).changes;
           prep('DELETE FROM audit_checkpoints WHERE seq < ?').run(anchorSeq);
           return Number(removed);
