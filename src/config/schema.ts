@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { upstreamSchema } from './upstreams.ts';
 
 // The broker's configuration, parsed at the edge. Client entries use OAuth/OIDC metadata names so an
 // operator can copy them from a registration document; broker-only settings use camelCase.
@@ -63,6 +64,10 @@ export const clientSchema = z
     resources: z.array(absoluteUrl).default([]).describe('resource indicators this client may request tokens for'),
     upstreams: z.array(z.string()).optional().describe('upstream providers offered to this client (default: all)'),
     allowedOrigins: z.array(absoluteUrl).default([]).describe('browser origins allowed to call token/userinfo with CORS'),
+    minimumAssurance: z
+      .strictObject({ aal: z.number().int().min(1).max(3).optional(), proofing: z.enum(['P0', 'P5', 'P9']).optional() })
+      .optional()
+      .describe('a weaker login triggers step-up at the upstream instead of a token'),
   })
   .superRefine((c, ctx) => {
     const secretMethods = ['client_secret_basic', 'client_secret_post'];
@@ -124,6 +129,7 @@ export const configSchema = z
       .default({ signingAlg: 'ES256', authorizationCodeTTL: 60, idTokenTTL: 3600, refreshTokenTTL: 86_400, sessionTTL: 28_800, userAccessTokenTTL: 600, keyRotationOverlap: 86_400 }),
     clients: z.array(clientSchema).default([]),
     resources: z.array(resourceSchema).default([]),
+    upstreams: z.array(upstreamSchema).default([]),
     metrics: z
       .strictObject({
         port: z.number().int().min(1).max(65_535).optional().describe('serve /metrics on this separate port'),
@@ -139,6 +145,16 @@ export const configSchema = z
       const known = new Set(cfg.resources.map((r) => r.identifier));
       c.resources.forEach((r, j) => {
         if (!known.has(r)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'resources', j], message: `unknown resource ${r}` });
+      });
+    });
+    const upstreamIds = new Set<string>();
+    cfg.upstreams.forEach((u, i) => {
+      if (upstreamIds.has(u.id) || u.id === 'demo') ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'id'], message: `duplicate or reserved upstream id ${u.id}` });
+      upstreamIds.add(u.id);
+    });
+    cfg.clients.forEach((c, i) => {
+      c.upstreams?.forEach((u, j) => {
+        if (!upstreamIds.has(u) && !(u === 'demo' && cfg.profile === 'demo')) ctx.addIssue({ code: 'custom', path: ['clients', i, 'upstreams', j], message: `unknown upstream ${u}` });
       });
     });
     const rids = new Set<string>();

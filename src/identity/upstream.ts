@@ -31,6 +31,12 @@ export interface LoginRequest {
   /** Opaque id of the login transaction; connectors carry it as state / RelayState. */
   transactionId: string;
   acrValues?: string[];
+  /**
+   * Assurance the broker needs from this login (from the client or resource policy, or a step-up after
+   * a weaker login). Each connector maps it to its upstream's vocabulary: CIS2 acr_values=AAL3_ANY,
+   * NHS login vtr=["P9.Cp.Cd"], a SAML RequestedAuthnContext.
+   */
+  minimumAssurance?: { aal?: number; proofing?: 'P0' | 'P5' | 'P9' };
   maxAge?: number;
   prompt?: string;
   loginHint?: string;
@@ -65,4 +71,16 @@ export class UpstreamAuthError extends Error {
     this.name = 'UpstreamAuthError';
     this.reason = reason;
   }
+}
+
+/** What the composition root hands every connector. */
+export interface ConnectorDeps {
+  /** The broker's issuer; callback URLs are `${issuer}/upstream/<id>/callback`. */
+  issuer: string;
+  /** Replay caches (assertion ids, logout-token jti) that hold across broker instances. */
+  replay: import('../store/contracts.ts').ReplayCache;
+  /** Called when an upstream ends a user's session (back-channel logout, SAML LogoutRequest). */
+  onUpstreamLogout(event: { provider: string; subject?: string; sid?: string }): Promise<void>;
+  /** Test-only escape hatch: lets a connector talk to an upstream on plain http loopback. Never in production. */
+  allowInsecureUpstream?: boolean;
 }

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+
+// Settings every upstream has, whatever its type: how its verified claims become a local account.
+
+/** Declarative mapping of verified upstream claims to local profile attributes. */
+export const mappingSchema = z
+  .strictObject({
+    /** local attribute -> upstream claim name (dot paths allowed, e.g. "nhsid_user_orgs.0.org_code"). */
+    claims: z.record(z.string(), z.string()).default({}),
+    /** Upstream claims that must be present, or the login is refused. */
+    required: z.array(z.string()).default([]),
+    /** Allowed values per upstream claim (others refuse the login). */
+    allowed: z.record(z.string(), z.array(z.string())).default({}),
+  })
+  .default({ claims: {}, required: [], allowed: {} });
+
+/** An identifier that may link this upstream login to an existing account, and the evidence it needs. */
+export const linkableSchema = z.strictObject({
+  /** Upstream claim carrying the identifier (e.g. nhs_number, nhsid_useruid, nameID). */
+  claim: z.string(),
+  /** Namespace shared by upstreams that assert the same identifier (e.g. "nhs_number"). */
+  kind: z.string(),
+  /** Minimum assurance of this login for the identifier to count as verified. */
+  minimumProofing: z.enum(['P0', 'P5', 'P9']).optional(),
+  minimumAal: z.number().int().min(1).max(3).optional(),
+});
+
+export const commonUpstreamFields = {
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'use lower-case letters, digits and -'),
+  displayName: z.string().min(1).max(100),
+  /** Create a local account on first login (just-in-time provisioning). */
+  provision: z.boolean().default(true),
+  mapping: mappingSchema,
+  linkable: z.array(linkableSchema).default([]),
+};
+
+export type MappingConfig = z.infer<typeof mappingSchema>;
+export type LinkableConfig = z.infer<typeof linkableSchema>;

@@ -1,0 +1,9 @@
+import { z } from 'zod';
+import { oidcUpstreamSchema } from './upstream-oidc.ts';
+import { samlUpstreamSchema } from './upstream-saml.ts';
+
+// Upstream identity providers: the common identity settings (upstream-common.ts) plus the settings
+// of each connector type, in its own file.
+export const upstreamSchema = z.discriminatedUnion('type', [oidcUpstreamSchema, samlUpstreamSchema]);
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type { MappingConfig, LinkableConfig } from './upstream-common.ts';
