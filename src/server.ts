@@ -18,6 +18,8 @@ import { AccountService } from './identity/accounts.ts';
 import type { Connector } from './identity/upstream.ts';
 import { ensureKeys, keyEpoch, privateJwks, publicJwks } from './oidc/keys.ts';
 import { buildProvider } from './oidc/provider.ts';
+import { contextClaims, loadGrantContext } from './oidc/grant-context.ts';
+import type { ConnectorDeps } from './identity/upstream.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
 import { mountProvider, retryAfterOn503 } from './oidc/mount.ts';
 import { rewriteJwtTokenParam } from './oidc/jwt-introspection.ts';
@@ -52,6 +54,8 @@ export interface BrokerOptions {
   store?: Store;
   /** Extra connectors (tests, later issues). */
   connectors?: Connector[];
+  /** Test-only: upstreams on plain-http loopback. Never in production. */
+  allowInsecureUpstreams?: boolean;
 }
 
 function subkey(kek: Buffer, info: string): Buffer {
@@ -102,17 +106,30 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')));
   const accounts = new AccountService(store.accounts, sealer);
 
+  const deps: ConnectorDeps = {
+    issuer,
+    replay: store.replay,
+    onUpstreamLogout: async (event) => log.info({ provider: event.provider }, 'upstream logout received'),
+    allowInsecureUpstream: options.allowInsecureUpstreams ?? false,
+  };
   const connectors: Connector[] = [...(options.connectors ?? [])];
+  for (const u of config.upstreams) {
+    if (connectors.some((c) => c.id === u.id)) continue;
+    // Loaded only when configured: a broker without SAML upstreams never loads the XML stack.
+    if (u.type === 'oidc') connectors.push(await (await import('../providers/oidc/index.ts')).createOidcConnector(u, deps));
+    else connectors.push(await (await import('../providers/saml/index.ts')).createSamlConnector(u, deps));
+  }
   if (config.profile === 'demo') connectors.unshift(createDemoConnector({ env: env.NODE_ENV }));
 
   let keys = await ensureKeys(store.keys, sealer, ['ES256', 'PS256']);
   let published = publicJwks(keys);
   let epoch = keyEpoch(keys);
 
-  const findAccount = async (_ctx: unknown, sub: string) => {
+  const findAccount = async (_ctx: unknown, sub: string, token?: { grantId?: string }) => {
     const profile = await accounts.getProfile(sub);
     if (!profile) return undefined;
-    return { accountId: sub, claims: async () => ({ sub, ...profile }) };
+    const context = contextClaims(await loadGrantContext(store, token?.grantId));
+    return { accountId: sub, claims: async () => ({ sub, ...profile, ...context }) };
   };
 
   const makeProvider = (): Provider => {
@@ -185,6 +202,12 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     csrfKey,
     upstreamsFor: (id) => config.clients.find((c) => c.client_id === id)?.upstreams,
     isFirstParty: (id) => config.clients.find((c) => c.client_id === id)?.firstParty ?? false,
+    minimumAssuranceFor: (id) => config.clients.find((c) => c.client_id === id)?.minimumAssurance,
+    upstreamSettings: (id) => {
+      const u = config.upstreams.find((x) => x.id === id);
+      return u ? { mapping: u.mapping, linkable: u.linkable, provision: u.provision } : { linkable: [], provision: true };
+    },
+    grantTTL: config.tokens.refreshTokenTTL,
     secureCookies,
     events: {
       loginSucceeded: (ctx, identity, accountId, clientId) => log.info({ requestId: ctx.state.requestId, provider: identity.provider, accountId, clientId, acr: identity.assurance.acr }, 'upstream login succeeded'),

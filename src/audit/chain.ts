@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { JsonValue } from './json.ts';
+import type { JsonObject, JsonValue } from './json.ts';
 import type { StoredEntry } from './entry.ts';
 
 /** The `prev` of the first entry. */
@@ -25,14 +25,28 @@ export function canonicalJson(value: JsonValue): string {
 
 const str = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
 
+// An append serialises the same details object up to three times (size check, hash, storage). Entry
+// details are built by the ledger and never mutated afterwards, so the text can be remembered per object.
+const detailsText = new WeakMap<JsonObject, string>();
+
+/** canonicalJson of an entry's details, remembered per (immutable) details object. */
+export function canonicalDetails(details: JsonObject): string {
+  let text = detailsText.get(details);
+  if (text === undefined) {
+    text = canonicalJson(details);
+    detailsText.set(details, text);
+  }
+  return text;
+}
+
 /**
  * canonicalJson of the entry without `hash`, written out by hand because verify runs it a million times.
  * The keys are in sorted order; a unit test pins this to canonicalJson so the two cannot drift.
  */
-export function canonicalEntry(e: Omit<StoredEntry, 'hash'>, canonicalDetails?: string): string {
+export function canonicalEntry(e: Omit<StoredEntry, 'hash'>, storedDetails?: string): string {
   return (
     `{"actor":${str(e.actor)},"actorIndex":${str(e.actorIndex)},"client":${str(e.client)},"consent":${str(e.consent)}` +
-    `,"details":${canonicalDetails ?? canonicalJson(e.details)},"outcome":${JSON.stringify(e.outcome)},"personal":${str(e.personal)}` +
+    `,"details":${storedDetails ?? canonicalDetails(e.details)},"outcome":${JSON.stringify(e.outcome)},"personal":${str(e.personal)}` +
     `,"prev":${JSON.stringify(e.prev)},"requestId":${str(e.requestId)},"seq":${e.seq},"subject":${str(e.subject)}` +
     `,"subjectIndex":${str(e.subjectIndex)},"time":${JSON.stringify(e.time)},"type":${JSON.stringify(e.type)}}`
   );
@@ -40,10 +54,10 @@ export function canonicalEntry(e: Omit<StoredEntry, 'hash'>, canonicalDetails?: 
 
 /**
  * hash = sha256(prevHash || canonical(entry without hash)), hex. `prev` is inside the canonical form too.
- * `canonicalDetails` is the details text exactly as a backend stored it (backends store the canonical form):
+ * `storedDetails` is the details text exactly as a backend stored it (backends store the canonical form):
  * hashing those bytes skips a re-serialisation, and bytes edited into a different but equal JSON count as changed.
  */
-export function entryHash(prevHash: string, e: Omit<StoredEntry, 'hash'>, canonicalDetails?: string): string {
+export function entryHash(prevHash: string, e: Omit<StoredEntry, 'hash'>, storedDetails?: string): string {
   // One-shot crypto.hash: no Hash object per entry, which matters at a million entries per verify.
-  return hash('sha256', prevHash + canonicalEntry(e, canonicalDetails), 'hex');
+  return hash('sha256', prevHash + canonicalEntry(e, storedDetails), 'hex');
 }

@@ -2,7 +2,7 @@
 export { AUDIT_EVENT_TYPES, type AuditEvent, type AuditEventType, type AuditOutcome, type OpenedEntry, type StoredEntry } from './entry.ts';
 export type { ChainHead, LedgerBackend, StoredCheckpoint } from './backend.ts';
 export { sqliteLedgerBackend, type SqliteLedgerOptions } from './backends/sqlite.ts';
-export { redisLedgerBackend, type RedisLedgerOptions } from './backends/redis.ts';
+export { redisLedgerBackend, type RedisLedgerBackend, type RedisLedgerOptions } from './backends/redis.ts';
 export { createLedger, type Ledger, type LedgerOptions, type LedgerQuery, type ReadRange } from './ledger.ts';
 export { signCheckpoint, verifyCheckpoint, type CheckpointKeys, type CheckpointSigner } from './checkpoint.ts';
 export { verifyLedger, type VerifyResult } from './verify.ts';

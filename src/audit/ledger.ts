@@ -145,7 +145,7 @@ export function createLedger(backend: LedgerBackend, sealer: Sealer, signer: Che
     };
   }
 
-  return {
+  const ledger: Ledger = {
     backend,
 
     async append(event) {
@@ -191,7 +191,7 @@ export function createLedger(backend: LedgerBackend, sealer: Sealer, signer: Che
     async prune(before) {
       const result = await pruneLedger(backend, before, { verifyKeys: options.verifyKeys });
       if (result.removed > 0) {
-        await this.append({
+        await ledger.append({
           type: 'audit.pruned',
           outcome: 'success',
           details: { anchorSeq: result.anchorSeq, removed: result.removed, before: before.toISOString() },
@@ -207,4 +207,5 @@ export function createLedger(backend: LedgerBackend, sealer: Sealer, signer: Che
       await Promise.allSettled([...inFlight]);
     },
   };
+  return ledger;
 }

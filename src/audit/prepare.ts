@@ -1,6 +1,6 @@
 import type { Sealer } from '../crypto/seal.ts';
 import type { ChainHead } from './backend.ts';
-import { canonicalJson, entryHash } from './chain.ts';
+import { canonicalDetails, canonicalJson, entryHash } from './chain.ts';
 import {
   AUDIT_INDEX_PURPOSE,
   AUDIT_SEAL_PURPOSE,
@@ -59,7 +59,7 @@ export function prepareEntryBody(input: unknown, sealer: Sealer, identity: (valu
   const details: JsonObject = dropped.length > 0 ? { ...red.details, [REDACTED_KEY]: dropped } : red.details;
   const personal: JsonObject = { ...red.personal, ...callerPersonal.values };
 
-  const detailsText = canonicalJson(details);
+  const detailsText = canonicalDetails(details);
   const personalText = canonicalJson(personal);
   if (detailsText.length > MAX_DETAILS_CHARS) throw new AuditInputError(`audit details exceed ${MAX_DETAILS_CHARS} characters`);
   if (personalText.length > MAX_DETAILS_CHARS) throw new AuditInputError(`audit personal data exceeds ${MAX_DETAILS_CHARS} characters`);

@@ -17,7 +17,7 @@ export const mappingSchema = z
 /** An identifier that may link this upstream login to an existing account, and the evidence it needs. */
 export const linkableSchema = z.strictObject({
   /** Upstream claim carrying the identifier (e.g. nhs_number, nhsid_useruid, nameID). */
-  claim: z.string(),
+  claim: z.string().refine((c) => !/e-?mail/i.test(c), 'e-mail is never a linking identifier'),
   /** Namespace shared by upstreams that assert the same identifier (e.g. "nhs_number"). */
   kind: z.string(),
   /** Minimum assurance of this login for the identifier to count as verified. */

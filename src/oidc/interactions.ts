@@ -8,7 +8,12 @@ import type { AccountService } from '../identity/accounts.ts';
 import { UpstreamAuthError, type Connector, type LoginTransaction, type UpstreamIdentity } from '../identity/upstream.ts';
 import { BadRequestError, LoginFailedError, NotFoundError } from '../web/errors.ts';
 import { readForm, single } from '../web/form.ts';
-import { chooserPage, consentPage } from '../web/views/interaction.ts';
+import { chooserPage, consentPage, rolePage } from '../web/views/interaction.ts';
+import { mapIdentity, MappingError } from '../identity/mapping.ts';
+import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts';
+import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
+import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
+import { saveGrantContext, type GrantContext } from './grant-context.ts';
 
 // The broker's interaction pages: the login chooser, the hand-off to an upstream connector and back,
 // and consent for third-party clients. Every POST carries a CSRF token bound to the interaction, and
@@ -16,6 +21,9 @@ import { chooserPage, consentPage } from '../web/views/interaction.ts';
 // browser that started it.
 
 const TX_MODEL = 'LoginTransaction';
+const PENDING_ROLE_MODEL = 'PendingRoleChoice';
+/** Marks a transaction that is already a step-up, so a still-weak login ends instead of looping. */
+const STEP_UP = '__stepUp';
 const TX_TTL = 600;
 const LAST_UPSTREAM_COOKIE = 'broker_last_upstream';
 
@@ -33,6 +41,10 @@ export interface InteractionOptions {
   /** Upstreams offered per client (undefined = all). */
   upstreamsFor: (clientId: string) => string[] | undefined;
   isFirstParty: (clientId: string) => boolean;
+  minimumAssuranceFor: (clientId: string) => MinimumAssurance | undefined;
+  /** Identity settings of an upstream (none for the demo upstream: keep every claim, provision). */
+  upstreamSettings: (connectorId: string) => { mapping?: MappingConfig; linkable: LinkableConfig[]; provision: boolean };
+  grantTTL: number;
   secureCookies: boolean;
   events?: InteractionEvents;
 }
@@ -84,6 +96,8 @@ export function interactionRoutes(options: InteractionOptions): Router {
     if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
     const grantId = await grant.save();
+    const context = (d.lastSubmission as { broker?: GrantContext } | undefined)?.broker;
+    if (context) await saveGrantContext(store, grantId, context, options.grantTTL);
     await finish(ctx, { consent: { grantId } });
   }
 
@@ -112,6 +126,34 @@ export function interactionRoutes(options: InteractionOptions): Router {
     throw new BadRequestError('This sign-in step is not supported.');
   });
 
+  /** Sends the browser to the upstream and records the login transaction bound to this interaction. */
+  async function beginLogin(ctx: Context, d: Awaited<ReturnType<typeof details>>, connector: Connector, stepUp: boolean): Promise<void> {
+    const id = randomBytes(24).toString('base64url');
+    const params = d.params as Record<string, unknown>;
+    const state = await connector.begin(ctx, {
+      callbackUrl: new URL(`/upstream/${connector.id}/callback`, options.provider().issuer).href,
+      transactionId: id,
+      acrValues: typeof params.acr_values === 'string' ? params.acr_values.split(' ') : undefined,
+      minimumAssurance: options.minimumAssuranceFor(params.client_id as string),
+      maxAge: typeof params.max_age === 'number' ? params.max_age : undefined,
+      // A step-up must authenticate again, at the higher level, not reuse the upstream session.
+      prompt: stepUp ? 'login' : typeof params.prompt === 'string' ? params.prompt : undefined,
+      loginHint: typeof params.login_hint === 'string' ? params.login_hint : undefined,
+    });
+    if (stepUp) state[STEP_UP] = '1';
+    const tx: LoginTransaction = { id, interactionUid: d.uid, connectorId: connector.id, createdAt: Math.floor(Date.now() / 1000), state };
+    await store.oidc.upsert(TX_MODEL, id, { ...tx }, TX_TTL);
+  }
+
+  async function finishLogin(ctx: Context, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined): Promise<void> {
+    const context: GrantContext = { role, upstream: identity.provider, assurance: { aal: identity.assurance.aal, vot: identity.assurance.vot, proofing: identity.assurance.proofing } };
+    await finish(ctx, {
+      login: { accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: true },
+      // Carried to the consent step (lastSubmission) and saved against the grant.
+      broker: context,
+    });
+  }
+
   router.post('/interaction/:uid/login', async (ctx) => {
     const form = await readForm(ctx);
     checkCsrf(ctx.params.uid, form);
@@ -119,18 +161,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const connectorId = single(form, 'upstream');
     const connector = offered(d.params.client_id as string).find((c) => c.id === connectorId);
     if (!connector) throw new BadRequestError('Choose one of the listed ways to sign in.');
-    const id = randomBytes(24).toString('base64url');
-    const params = d.params as Record<string, unknown>;
-    const state = await connector.begin(ctx, {
-      callbackUrl: new URL(`/upstream/${connector.id}/callback`, options.provider().issuer).href,
-      transactionId: id,
-      acrValues: typeof params.acr_values === 'string' ? params.acr_values.split(' ') : undefined,
-      maxAge: typeof params.max_age === 'number' ? params.max_age : undefined,
-      prompt: typeof params.prompt === 'string' ? params.prompt : undefined,
-      loginHint: typeof params.login_hint === 'string' ? params.login_hint : undefined,
-    });
-    const tx: LoginTransaction = { id, interactionUid: d.uid, connectorId: connector.id, createdAt: Math.floor(Date.now() / 1000), state };
-    await store.oidc.upsert(TX_MODEL, id, { ...tx }, TX_TTL);
+    await beginLogin(ctx, d, connector, false);
     ctx.cookies.set(LAST_UPSTREAM_COOKIE, connector.id, { httpOnly: true, sameSite: 'lax', secure: options.secureCookies, maxAge: 90 * 86_400_000, signed: false });
   });
 
@@ -161,16 +192,58 @@ export function interactionRoutes(options: InteractionOptions): Router {
       }
       throw err;
     }
-    const resolved = await options.accounts.resolve(identity, { provision: true });
-    if (!resolved) throw new LoginFailedError(`${connector.id}: no local account`);
     const d = await details(ctx, tx.interactionUid);
-    await options.events?.loginSucceeded?.(ctx, identity, resolved.accountId, d.params.client_id as string | undefined);
-    await finish(ctx, {
-      login: { accountId: resolved.accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: true },
-    });
+    const clientId = d.params.client_id as string;
+    const settings = options.upstreamSettings(connector.id);
+    let profile: Record<string, unknown>;
+    try {
+      profile = mapIdentity(identity, settings.mapping);
+    } catch (err) {
+      if (err instanceof MappingError) {
+        await options.events?.loginFailed?.(ctx, connector.id, err.reason);
+        throw new LoginFailedError(err.reason);
+      }
+      throw err;
+    }
+    // A weaker login than the client needs: step up at the upstream once, then give up.
+    if (!meetsAssurance(identity.assurance, options.minimumAssuranceFor(clientId))) {
+      if (tx.state[STEP_UP] === '1') {
+        await options.events?.loginFailed?.(ctx, connector.id, 'assurance below the client minimum after step-up');
+        throw new LoginFailedError('assurance below the client minimum after step-up');
+      }
+      await beginLogin(ctx, d, connector, true);
+      return;
+    }
+    const resolved = await options.accounts.resolve(identity, profile, { provision: settings.provision, linkable: settings.linkable });
+    if (!resolved) {
+      await options.events?.loginFailed?.(ctx, connector.id, 'no local account and provisioning is off');
+      throw new LoginFailedError(`${connector.id}: no local account`);
+    }
+    await options.events?.loginSucceeded?.(ctx, identity, resolved.accountId, clientId);
+    const roles = rolesOf(identity.claims);
+    const role = preselectedRole(identity.claims);
+    if (roles.length > 1 && !role) {
+      await store.oidc.upsert(PENDING_ROLE_MODEL, d.uid, { accountId: resolved.accountId, identity: { ...identity } }, TX_TTL);
+      ctx.type = 'html';
+      ctx.body = rolePage({ uid: d.uid, csrf: csrfFor(d.uid), roles });
+      return;
+    }
+    await finishLogin(ctx, resolved.accountId, identity, role);
   }
   router.get('/upstream/:connector/callback', callback);
   router.post('/upstream/:connector/callback', callback);
+
+  router.post('/interaction/:uid/role', async (ctx) => {
+    const form = await readForm(ctx);
+    checkCsrf(ctx.params.uid, form);
+    const d = await details(ctx, ctx.params.uid);
+    const pending = await store.oidc.find(PENDING_ROLE_MODEL, d.uid);
+    if (!pending || !(await store.oidc.consume(PENDING_ROLE_MODEL, d.uid))) throw new BadRequestError('Your sign-in session has expired. Go back to the service and start again.');
+    const identity = pending.identity as UpstreamIdentity;
+    const chosen = rolesOf(identity.claims).find((r) => r.person_roleid === single(form, 'role'));
+    if (!chosen) throw new BadRequestError('Choose one of your roles.');
+    await finishLogin(ctx, pending.accountId as string, identity, toSelected(chosen));
+  });
 
   router.post('/interaction/:uid/confirm', async (ctx) => {
     const form = await readForm(ctx);

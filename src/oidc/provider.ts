@@ -6,6 +6,7 @@ import { adapterFactory, REVOKED_JTI_PREFIX, unavailable } from './adapter.ts';
 import { createJwtLookup, GRANT_ID_CLAIM } from './jwt-introspection.ts';
 import type { JSONWebKeySet } from 'jose';
 import { ACR_VALUES } from '../identity/assurance.ts';
+import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
 // are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
@@ -77,7 +78,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       profile: ['name', 'given_name', 'family_name', 'birthdate'],
       email: ['email'],
       nhs_number: ['nhs_number'],
-      roles: ['nhsid_nrbac_roles', 'selected_roleid'],
+      roles: ['nhsid_nrbac_roles', 'selected_roleid', 'selected_role_code', 'selected_org_code'],
     },
     // Resource scopes are listed too: a client's `scope` metadata may only name scopes the OP knows.
     scopes: [...new Set(['openid', 'offline_access', 'profile', 'email', 'nhs_number', 'roles', ...config.resources.flatMap((r) => r.scopes)])],
@@ -179,7 +180,8 @@ export function buildProvider(options: ProviderOptions): Provider {
       const entities = ctx?.oidc?.entities;
       const source = entities?.AuthorizationCode ?? entities?.RefreshToken;
       if (!source) return undefined;
-      const claims: Record<string, unknown> = {};
+      // Role and assurance chosen at login (grant-context.ts).
+      const claims: Record<string, unknown> = contextClaims(await loadGrantContext(store, token.grantId));
       if (source.acr) claims.acr = source.acr;
       if (source.amr) claims.amr = source.amr;
       if (source.authTime) claims.auth_time = source.authTime;
@@ -189,8 +191,12 @@ export function buildProvider(options: ProviderOptions): Provider {
     renderError: options.pages.renderError,
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(ctx.oidc.client!.clientId);
-      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-      return undefined;
+      if (!grantId) return undefined;
+      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      // A new login on an existing grant (no consent step) still updates the role and assurance.
+      const context = (ctx.oidc.result as { broker?: GrantContext } | undefined)?.broker;
+      if (grant && context) await saveGrantContext(store, grantId, context, config.tokens.refreshTokenTTL);
+      return grant;
     },
     enabledJWA: {
       clientAuthSigningAlgValues: ['ES256', 'ES384', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'],

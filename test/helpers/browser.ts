@@ -45,30 +45,50 @@ export function hiddenField(html: string, name: string): string {
  * upstream and the given persona. Returns the final redirect URL (carrying code or error).
  */
 export async function loginThroughDemo(ua: UserAgent, authorizationUrl: string, persona: string, base: string): Promise<URL> {
+  return loginThrough(ua, authorizationUrl, 'demo', base, async (res) => {
+    const page = await (await ua.get(location(res, base))).text();
+    return ua.postForm(`${base}/upstream/demo/callback`, { state: hiddenField(page, 'state'), secret: hiddenField(page, 'secret'), persona });
+  });
+}
+
+/**
+ * The broker's side of a login: chooser, then `upstream` (given the response that sends the browser
+ * upstream, it returns the broker callback's response), then role choice, consent and the client redirect.
+ */
+export async function loginThrough(ua: UserAgent, authorizationUrl: string, upstreamId: string, base: string, upstream: (res: Response) => Promise<Response>): Promise<URL> {
   let res = await ua.get(authorizationUrl);
-  let url = location(res, base);
+  const url = location(res, base);
   res = await ua.get(url);
   const chooser = await res.text();
   const uid = new URL(url).pathname.split('/').pop()!;
-  res = await ua.postForm(`${base}/interaction/${uid}/login`, { csrf: hiddenField(chooser, 'csrf'), upstream: 'demo' });
-  url = location(res, base);
-  res = await ua.get(url);
-  const page = await res.text();
-  res = await ua.postForm(`${base}/upstream/demo/callback`, { state: hiddenField(page, 'state'), secret: hiddenField(page, 'secret'), persona });
-  // resume -> consent interaction (auto for first-party) -> resume -> client redirect
-  for (let i = 0; i < 6; i++) {
-    url = location(res, base);
-    if (!url.startsWith(base)) return new URL(url);
-    res = await ua.get(url);
+  res = await ua.postForm(`${base}/interaction/${uid}/login`, { csrf: hiddenField(chooser, 'csrf'), upstream: upstreamId });
+  res = await upstream(res);
+  return followToClient(ua, res, base);
+}
+
+/** From a broker response after the upstream step to the client's redirect (role choice and consent on the way). */
+export async function followToClient(ua: UserAgent, first: Response, base: string): Promise<URL> {
+  let res = first;
+  // resume -> role choice (staff with several roles) -> consent (auto for first-party) -> client redirect
+  let pageUrl = `${base}/upstream/demo/callback`;
+  for (let i = 0; i < 8; i++) {
     if (res.status === 200) {
       const html = await res.text();
-      if (html.includes('/confirm')) {
-        const uid2 = new URL(url).pathname.split('/').pop()!;
+      const uid2 = /action="\/interaction\/([^/"]+)\//.exec(html)?.[1];
+      if (!uid2) throw new Error(`unexpected page at ${pageUrl}: ${html.slice(0, 300)}`);
+      if (html.includes('/role"')) {
+        const role = /name="role" type="radio" value="([^"]+)"/.exec(html)![1];
+        res = await ua.postForm(`${base}/interaction/${uid2}/role`, { csrf: hiddenField(html, 'csrf'), role });
+      } else if (html.includes('/confirm"')) {
         res = await ua.postForm(`${base}/interaction/${uid2}/confirm`, { csrf: hiddenField(html, 'csrf') });
       } else {
-        throw new Error(`unexpected page at ${url}: ${html.slice(0, 200)}`);
+        throw new Error(`unexpected page at ${pageUrl}: ${html.slice(0, 300)}`);
       }
+      continue;
     }
+    pageUrl = location(res, base);
+    if (!pageUrl.startsWith(base)) return new URL(pageUrl);
+    res = await ua.get(pageUrl);
   }
   throw new Error('too many redirects');
 }

@@ -17,26 +17,45 @@ export interface RedisLedgerOptions {
   maxAttempts?: number;
 }
 
-// Optimistic append: Node reads the head, computes sha256 and sends the entry; the script stores it only if
-// the head is still the one the hash was computed from. Redis Lua has no SHA-256, and computing the chain
-// hash anywhere but from the true previous head would fork the chain. On a conflict the script returns the
-// current head, so the retry needs no extra round trip.
+// Optimistic append: Node reads the head, computes sha256 and sends the entries; the script stores them only
+// if the head is still the one the hashes were computed from. Redis Lua has no SHA-256, and computing the
+// chain hash anywhere but from the true previous head would fork the chain. On a conflict the script returns
+// the current head, so the retry needs no extra round trip.
+//
+// Appends queued in this process while a script is in flight go together in the next script (group commit):
+// one round trip and one head check for all of them. Each caller's entry is still its own chain entry and
+// its promise resolves only once the script that stored it returned. This is what keeps retries low when
+// several processes append at once: a conflict costs one retry per batch, not per entry.
+//
+// KEYS: stream, head, then each entry's index keys in order. ARGV: expected seq, expected hash, genesis hash,
+// entry count, then per entry (body, number of index keys), then the new head's hash and time.
 const APPEND_LUA = `
 local cur = redis.call('HMGET', KEYS[2], 'seq', 'hash', 'time')
 local curSeq = tonumber(cur[1]) or 0
-local curHash = cur[2] or ARGV[6]
-local curTime = cur[3] or ''
+local curHash = cur[2] or ARGV[3]
 if curSeq ~= tonumber(ARGV[1]) or curHash ~= ARGV[2] then
-  return {'conflict', tostring(curSeq), curHash, curTime}
+  return {'conflict', string.format('%d', curSeq), curHash, cur[3] or ''}
 end
-local seq = string.format('%d', curSeq + 1)
-redis.call('XADD', KEYS[1], seq .. '-0', 'e', ARGV[5])
-redis.call('HSET', KEYS[2], 'seq', seq, 'hash', ARGV[3], 'time', ARGV[4])
-for i = 3, #KEYS do
-  redis.call('ZADD', KEYS[i], curSeq + 1, seq)
+local n = tonumber(ARGV[4])
+local k = 3
+local a = 5
+local seq = curSeq
+for i = 1, n do
+  seq = seq + 1
+  local id = string.format('%d', seq)
+  redis.call('XADD', KEYS[1], id .. '-0', 'e', ARGV[a])
+  for j = 1, tonumber(ARGV[a + 1]) do
+    redis.call('ZADD', KEYS[k], seq, id)
+    k = k + 1
+  end
+  a = a + 2
 end
-return {'ok', seq}
+redis.call('HSET', KEYS[2], 'seq', string.format('%d', seq), 'hash', ARGV[a], 'time', ARGV[a + 1])
+return {'ok', string.format('%d', seq)}
 `;
+
+/** Entries per append script: bounds how long one script holds Redis. */
+const MAX_GROUP = 64;
 
 // Several processes may sign a checkpoint for the same seq; the first one stays.
 const PUT_CHECKPOINT_LUA = `
@@ -95,7 +114,12 @@ function encodeStreamBody(e: StoredEntry): string {
  * `{audit}` hash tag so the script's keys live in one cluster slot. Per-process appends are queued so this
  * process never races itself; only other processes cause retries.
  */
-export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerOptions = {}): LedgerBackend & { readonly stats: { conflicts: number } } {
+export type RedisLedgerBackend = LedgerBackend & {
+  /** Appends retried because another process moved the head first (also counted by the ledger's metrics). */
+  readonly stats: { conflicts: number };
+};
+
+export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerOptions = {}): RedisLedgerBackend {
   const base = `${options.prefix ?? 'broker:'}{audit}:`;
   const keys = {
     stream: `${base}entries`,
@@ -106,7 +130,14 @@ export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerO
   const maxAttempts = options.maxAttempts ?? 1000;
   const stats = { conflicts: 0 };
   let cachedHead: ChainHead | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
+
+  interface Pending {
+    build: (head: ChainHead) => StoredEntry;
+    resolve: (r: { entry: StoredEntry; attempts: number }) => void;
+    reject: (err: unknown) => void;
+  }
+  const pending: Pending[] = [];
+  let draining = false;
 
   async function script(lua: string, keyList: string[], args: (string | number)[]): Promise<unknown> {
     try {
@@ -123,6 +154,55 @@ export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerO
     const [seq, hash, time] = headReply.parse(await redis.call('HMGET', [keys.head, 'seq', 'hash', 'time']));
     if (seq === null || hash === null) return GENESIS_HEAD;
     return { seq: Number(seq), hash, time: time || null };
+  }
+
+  /** Stores a group of entries as consecutive chain entries, retrying from the fresh head on conflict. */
+  async function appendGroup(builds: ((head: ChainHead) => StoredEntry)[]): Promise<{ entries: StoredEntry[]; attempts: number }> {
+    let head = cachedHead ?? (await readHead());
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const entries: StoredEntry[] = [];
+      const keyList = [keys.stream, keys.head];
+      const args: (string | number)[] = [head.seq, head.hash, GENESIS_HASH, builds.length];
+      let at = head;
+      for (const build of builds) {
+        const e = build(at);
+        const ix = indexKeys(e);
+        entries.push(e);
+        keyList.push(...ix);
+        args.push(encodeStreamBody(e), ix.length);
+        at = { seq: e.seq, hash: e.hash, time: e.time };
+      }
+      args.push(at.hash, at.time ?? '');
+      const reply = appendReply.parse(await script(APPEND_LUA, keyList, args));
+      if (reply[0] === 'ok') {
+        cachedHead = at;
+        return { entries, attempts: attempt };
+      }
+      stats.conflicts++;
+      // Retry at once from the head the script returned. No backoff: a writer that sleeps comes back to a
+      // head that moved again while it slept and loses every time; retrying immediately is a fair race.
+      head = { seq: Number(reply[1]), hash: reply[2], time: reply[3] || null };
+    }
+    cachedHead = undefined;
+    throw new LedgerContentionError();
+  }
+
+  async function drain(): Promise<void> {
+    draining = true;
+    try {
+      while (pending.length > 0) {
+        const group = pending.splice(0, MAX_GROUP);
+        try {
+          const { entries, attempts } = await appendGroup(group.map((p) => p.build));
+          group.forEach((p, i) => p.resolve({ entry: entries[i], attempts }));
+        } catch (err) {
+          // The script is atomic: either every entry of the group was stored or none was.
+          for (const p of group) p.reject(err);
+        }
+      }
+    } finally {
+      draining = false;
+    }
   }
 
   function indexKeys(e: Pick<StoredEntry, 'subjectIndex' | 'actorIndex' | 'client' | 'consent'>): string[] {
@@ -235,28 +315,13 @@ export function redisLedgerBackend(redis: Redis | Cluster, options: RedisLedgerO
     head: () => guard(readHead),
 
     append(build: (head: ChainHead) => StoredEntry) {
-      const run = async (): Promise<{ entry: StoredEntry; attempts: number }> => {
-        let head = cachedHead ?? (await readHead());
-        for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-          const e = build(head);
-          const reply = appendReply.parse(
-            await script(APPEND_LUA, [keys.stream, keys.head, ...indexKeys(e)], [head.seq, head.hash, e.hash, e.time, encodeStreamBody(e), GENESIS_HASH]),
-          );
-          if (reply[0] === 'ok') {
-            cachedHead = { seq: e.seq, hash: e.hash, time: e.time };
-            return { entry: e, attempts: attempt };
-          }
-          stats.conflicts++;
-          // Retry at once from the head the script returned. No backoff: a writer that sleeps comes back to
-          // a head that moved again while it slept and loses every time; retrying immediately is a fair race.
-          head = { seq: Number(reply[1]), hash: reply[2], time: reply[3] || null };
-        }
-        cachedHead = undefined;
-        throw new LedgerContentionError();
-      };
-      const result = queue.then(run, run);
-      queue = result.catch(() => undefined);
-      return guard(() => result);
+      return guard(
+        () =>
+          new Promise<{ entry: StoredEntry; attempts: number }>((resolve, reject) => {
+            pending.push({ build, resolve, reject });
+            if (!draining) void drain();
+          }),
+      );
     },
 
     range: (fromSeq: number, toSeq: number, limit: number) => guard(() => xrange(fromSeq, Number.isFinite(toSeq) ? toSeq : '+', limit)),

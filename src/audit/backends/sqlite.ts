@@ -2,7 +2,7 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreUnavailableError } from '../../store/errors.ts';
 import type { BackendQuery, ChainHead, LedgerBackend, ScannedEntry, StoredCheckpoint } from '../backend.ts';
 import { GENESIS_HEAD } from '../backend.ts';
-import { canonicalJson } from '../chain.ts';
+import { canonicalDetails } from '../chain.ts';
 import { decodeEntry, entriesOrThrow, parseJsonText } from '../decode.ts';
 import type { StoredEntry } from '../entry.ts';
 
@@ -74,9 +74,8 @@ const UNAVAILABLE = new Set([5, 6, 10, 11, 13, 14, 15, 26]);
 
 function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  const { code, errcode } = err as Error & { code?: unknown; errcode?: unknown };
-  if (code === 'ERR_INVALID_STATE') return true; // the handle was closed
-  return typeof errcode === 'number' && UNAVAILABLE.has(errcode & 0xff);
+  if ('code' in err && err.code === 'ERR_INVALID_STATE') return true; // the handle was closed
+  return 'errcode' in err && typeof err.errcode === 'number' && UNAVAILABLE.has(err.errcode & 0xff);
 }
 
 function guard<T>(fn: () => T): T {
@@ -231,7 +230,7 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
           const e: StoredEntry = build(readHead());
           insert.run(
             e.seq, e.time, e.type, e.outcome, e.actor, e.actorIndex, e.subject, e.subjectIndex,
-            e.client, e.consent, e.requestId, canonicalJson(e.details), e.personal, e.prev, e.hash,
+            e.client, e.consent, e.requestId, canonicalDetails(e.details), e.personal, e.prev, e.hash,
           );
           headPut.run(e.seq, e.hash, e.time);
           if (e.seq % SEARCH_BATCH === 0) catchUp(e.seq);
@@ -259,17 +258,20 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
         where.push(clause);
         args.push(value);
       };
-      if (key !== undefined) add('e.seq IN (SELECT seq FROM audit_search WHERE key = ?)', key);
-      if (q.afterSeq !== undefined) add('e.seq > ?', q.afterSeq);
-      if (q.beforeSeq !== undefined) add('e.seq < ?', q.beforeSeq);
+      // With a lookup key the walk is driven by audit_search's (key, seq) primary key, so a page of a busy
+      // client's entries reads only that page, in seq order, and stops at LIMIT.
+      const s = key === undefined ? 'e' : 's';
+      if (key !== undefined) add('s.key = ?', key);
+      if (q.afterSeq !== undefined) add(`${s}.seq > ?`, q.afterSeq);
+      if (q.beforeSeq !== undefined) add(`${s}.seq < ?`, q.beforeSeq);
       // No index on time (one less b-tree per append): the ledger never lets time decrease along the chain,
       // so a time bound is a seq bound, found by binary search on the primary key.
       if (q.fromTime !== undefined) {
-        add('e.seq >= ?', guard(() => seqAtOrAfterTime(q.fromTime ?? '')));
+        add(`${s}.seq >= ?`, guard(() => seqAtOrAfterTime(q.fromTime ?? '')));
         add('e.time >= ?', q.fromTime);
       }
       if (q.toTime !== undefined) {
-        add('e.seq < ?', guard(() => seqAtOrAfterTime(q.toTime ?? '')));
+        add(`${s}.seq < ?`, guard(() => seqAtOrAfterTime(q.toTime ?? '')));
         add('e.time < ?', q.toTime);
       }
       if (q.subjectIndex !== undefined) add('e.subject_idx = ?', q.subjectIndex);
@@ -280,7 +282,8 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
         where.push(`e.type IN (${q.types.map(() => '?').join(', ')})`);
         args.push(...q.types);
       }
-      const sql = `SELECT e.* FROM audit_entries e${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY e.seq ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`;
+      const from = key === undefined ? 'audit_entries e' : 'audit_search s JOIN audit_entries e ON e.seq = s.seq';
+      const sql = `SELECT e.* FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${s}.seq ${q.order === 'desc' ? 'DESC' : 'ASC'} LIMIT ?`;
       args.push(q.limit);
       return guard(() => entriesOrThrow(prep(sql).all(...args).map(rowToScanned)));
     },
@@ -310,7 +313,9 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
     async truncateThrough(anchorSeq) {
       return guard(() =>
         transaction(() => {
-          prep(`DELETE FROM audit_search WHERE (key, seq) IN (${SEARCH_KEYS_OF('seq <= ?1')})`).run(anchorSeq);
+          // Per key, a range delete on the primary key; a row-value IN over the whole table would scan it.
+          const dropKey = prep('DELETE FROM audit_search WHERE key = ? AND seq <= ?');
+          for (const row of prep(`SELECT DISTINCT key FROM (${SEARCH_KEYS_OF('seq <= ?1')})`).all(anchorSeq)) dropKey.run(String(row.key), anchorSeq);
           const removed = prep('DELETE FROM audit_entries WHERE seq <= ?').run(anchorSeq).changes;
           prep('DELETE FROM audit_checkpoints WHERE seq < ?').run(anchorSeq);
           return Number(removed);

@@ -41,3 +41,20 @@ export function consentPage(v: { uid: string; csrf: string; clientName: string; 
 </div></div>`,
   );
 }
+
+export function rolePage(v: { uid: string; csrf: string; roles: Array<{ person_roleid: string; org_code: string; role_code: string; role_name?: string }> }): string {
+  return layout(
+    'Choose your role',
+    h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
+<form method="post" action="/interaction/${v.uid}/role" novalidate>
+<input type="hidden" name="csrf" value="${v.csrf}">
+<div class="nhsuk-form-group"><fieldset class="nhsuk-fieldset">
+<legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--l"><h1 class="nhsuk-fieldset__heading">Choose your role for this session</h1></legend>
+<div class="nhsuk-radios">
+${v.roles.map((r, i) => h`<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="role-${r.person_roleid}" name="role" type="radio" value="${r.person_roleid}"${i === 0 ? h` checked` : ''}><label class="nhsuk-label nhsuk-radios__label" for="role-${r.person_roleid}">${(r.role_name ?? r.role_code).replace(/"/g, '')}</label><div class="nhsuk-hint nhsuk-radios__hint">Organisation ${r.org_code} · role ${r.role_code}</div></div>`)}
+</div></fieldset></div>
+<button class="nhsuk-button" type="submit" data-testid="choose-role">Continue</button>
+</form>
+</div></div>`,
+  );
+}
