@@ -100,10 +100,49 @@ export interface RateLimitStore {
   hit(key: string, windowSeconds: number): Promise<{ count: number; resetAt: number }>;
 }
 
+/**
+ * One version of a consent (delegation) record. The record itself is a signed JWS, sealed by the
+ * delegation layer: the store only sees opaque text plus the index fields it needs to find records.
+ */
+export interface StoredConsent {
+  id: string;
+  version: number;
+  /** Patient's account id (random, not personal data). */
+  grantor: string;
+  /** Carer's account id; undefined while an invitation is pending. */
+  grantee?: string;
+  status: string;
+  /** The sealed, signed record text. */
+  record: string;
+  updatedAt: number;
+  /** Epoch seconds at which the consent's period ends (for expiry), if it has an end. */
+  endsAt?: number;
+}
+
+export interface ConsentStore {
+  /** Stores version 1. False (and nothing written) if the id exists. */
+  create(consent: StoredConsent): Promise<boolean>;
+  /**
+   * Compare-and-set: writes `consent` (whose version must be expectedVersion + 1) only if the current
+   * version is `expectedVersion`. Atomic: of concurrent updates from one version, exactly one wins.
+   * Every version is kept (history); indexes follow the newest.
+   */
+  update(consent: StoredConsent, expectedVersion: number): Promise<boolean>;
+  /** The newest version. Cost independent of the number of consents stored. */
+  get(id: string): Promise<StoredConsent | undefined>;
+  /** All versions, oldest first. */
+  history(id: string): Promise<StoredConsent[]>;
+  listByGrantor(accountId: string): Promise<StoredConsent[]>;
+  listByGrantee(accountId: string): Promise<StoredConsent[]>;
+  /** Newest versions whose endsAt <= at and whose status is one of `statuses` (expiry sweep), up to limit. */
+  listEnding(at: number, statuses: string[], limit: number): Promise<StoredConsent[]>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'redis';
   readonly oidc: OidcModelStore;
   readonly accounts: AccountStore;
+  readonly consents: ConsentStore;
   readonly keys: KeyStore;
   readonly replay: ReplayCache;
   readonly rateLimits: RateLimitStore;
