@@ -2,9 +2,11 @@ import { parseArgs } from 'node:util';
 import { ConfigError, configJsonSchema, resolveConfig } from './config/load.ts';
 import type { BrokerConfig } from './config/schema.ts';
 import { createLogger } from './log.ts';
-import { createBroker } from './server.ts';
+import { createBroker, ledgerBackendFor } from './server.ts';
 import { maxAccessTokenTTL } from './oidc/provider.ts';
-import { rotateKey, type SigningAlg } from './oidc/keys.ts';
+import { publicJwks, rotateKey, type SigningAlg } from './oidc/keys.ts';
+import { openStore } from './store/open.ts';
+import { toFhirBundle, toJsonLines, verifyLedger } from './audit/index.ts';
 
 // The CLI: start · config check · config schema · keys rotate. Exit codes: 0 ok, 1 failure, 2 bad
 // configuration or usage.
@@ -15,13 +17,27 @@ const USAGE = `usage: broker <command> [--config FILE]
   config schema         print the JSON Schema of the configuration
   keys rotate [--alg ES256|PS256]
                         publish a new signing key; it signs after tokens.keyRotationOverlap seconds
+  audit verify          walk the audit hash chain and checkpoints; exit 1 at the first tampered entry
+  audit export [--format jsonl|fhir] [--subject ID] [--client ID] [--consent ID] [--from ISO] [--to ISO] [--reveal]
+                        export ledger entries (personal data stays sealed unless --reveal)
 Without --config or BROKER_CONFIG the embedded demo profile is used.`;
 
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, alg: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      alg: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      format: { type: 'string', default: 'jsonl' },
+      subject: { type: 'string' },
+      client: { type: 'string' },
+      consent: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      reveal: { type: 'boolean', default: false },
+    },
   });
   if (values.help) {
     console.log(USAGE);
@@ -62,7 +78,36 @@ async function run(argv: string[]): Promise<number> {
     try {
       const maxLifetime = Math.max(maxAccessTokenTTL(config), config.tokens.idTokenTTL);
       const { added, retired } = await rotateKey(broker.store.keys, broker.sealer, alg, config.tokens.keyRotationOverlap, maxLifetime);
+      await broker.ledger.append({ type: 'key.rotated', outcome: 'success', actor: 'cli', details: { alg, published: added.kid, retiring: retired.map((k) => k.kid) } });
       console.log(JSON.stringify({ published: added.kid, signsFrom: new Date(added.activatesAt * 1000).toISOString(), retiring: retired.map((k) => k.kid) }));
+    } finally {
+      await broker.close();
+    }
+    return 0;
+  }
+
+  if (command === 'audit' && sub === 'verify') {
+    const store = openStore(config.store);
+    try {
+      const result = await verifyLedger(ledgerBackendFor(store), publicJwks(await store.keys.listKeys()));
+      if (!result.ok) {
+        console.error(`audit ledger: TAMPERED at sequence ${result.firstBadSeq}: ${result.reason}`);
+        return 1;
+      }
+      console.log(`audit ledger ok: ${result.count} entries, head seq ${result.head.seq} hash ${result.head.hash}, ${result.checkpoints} checkpoints`);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  }
+
+  if (command === 'audit' && sub === 'export') {
+    const broker = await createBroker(config, { log });
+    try {
+      const entries = await broker.ledger.query({ subject: values.subject, client: values.client, consent: values.consent, from: values.from, to: values.to, limit: 100_000 });
+      const reveal = values.reveal ? { reveal: true, sealer: broker.sealer } : {};
+      if (values.format === 'fhir') console.log(JSON.stringify(toFhirBundle(entries, 'collection', { observer: config.issuer, ...reveal }), null, 2));
+      else for await (const line of toJsonLines(entries, reveal)) process.stdout.write(line.endsWith('\n') ? line : `${line}\n`);
     } finally {
       await broker.close();
     }

@@ -21,7 +21,7 @@ import { buildProvider } from './oidc/provider.ts';
 import { contextClaims, loadGrantContext } from './oidc/grant-context.ts';
 import type { ConnectorDeps } from './identity/upstream.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
-import { mountProvider, retryAfterOn503 } from './oidc/mount.ts';
+import { mountProvider, PROVIDER_PATHS, retryAfterOn503 } from './oidc/mount.ts';
 import { rewriteJwtTokenParam } from './oidc/jwt-introspection.ts';
 import { renderError, logoutSource, postLogoutSuccessSource } from './web/views/provider-pages.ts';
 import { securityHeaders } from './web/security-headers.ts';
@@ -31,6 +31,12 @@ import { accessLog } from './web/access-log.ts';
 import { demoClientRoutes } from './web/demo-client.ts';
 import { STYLESHEET_PATH } from './web/html.ts';
 import { createDemoConnector } from '../providers/demo/index.ts';
+import { createLocalJWKSet, importJWK, type JWK } from 'jose';
+import { createLedger, redisLedgerBackend, sqliteLedgerBackend, type Ledger, type LedgerBackend } from './audit/index.ts';
+import { createMetrics, metricsRoute, serveMetrics, type BrokerMetrics } from './web/metrics.ts';
+import { auditProviderEvents } from './oidc/audit-events.ts';
+import type { SqliteStore } from './store/sqlite/index.ts';
+import type { RedisStore } from './store/redis/index.ts';
 
 // The one composition root: builds the store, keys, identity, connectors and the OP, and wires the
 // Koa app. Nothing imports this file except main.ts and tests.
@@ -38,6 +44,11 @@ import { createDemoConnector } from '../providers/demo/index.ts';
 export interface Broker {
   app: Koa;
   store: Store;
+  ledger: Ledger;
+  ledgerBackend: LedgerBackend;
+  metrics: BrokerMetrics;
+  /** Public keys that verify the broker's tokens, records and audit checkpoints (retired ones included). */
+  publicJwks(): { keys: JWK[] };
   health: StoreHealth;
   provider(): Provider;
   sealer: Sealer;
@@ -83,6 +94,20 @@ function keyEncryptionKeys(config: BrokerConfig, env: NodeJS.ProcessEnv, log: Lo
   return [parseDataKey(readFileSync(file, 'utf8'))];
 }
 
+/** The audit ledger lives in the same store as everything else: one SQLite file, or one Redis. */
+export function ledgerBackendFor(store: Store): LedgerBackend {
+  if (store.kind === 'sqlite') return sqliteLedgerBackend((store as SqliteStore).db);
+  const redis = store as RedisStore;
+  return redisLedgerBackend(redis.redis, { prefix: redis.prefix });
+}
+
+/** The key that signs records and checkpoints: the broker's active ES256 key. */
+async function recordSigningKey(jwks: { keys: JWK[] }): Promise<{ key: CryptoKey; kid: string; jwk: JWK }> {
+  const jwk = jwks.keys.find((k) => k.alg === 'ES256');
+  if (!jwk?.kid) throw new Error('no ES256 signing key');
+  return { key: (await importJWK(jwk, 'ES256')) as CryptoKey, kid: jwk.kid, jwk };
+}
+
 function stylesheet(): Buffer {
   const require = createRequire(import.meta.url);
   return readFileSync(require.resolve('nhsuk-frontend/dist/nhsuk/nhsuk-frontend.min.css'));
@@ -103,8 +128,9 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
   }
   const store = options.store ?? openStore(config.store);
-  const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')));
-  const accounts = new AccountService(store.accounts, sealer);
+  const metrics = createMetrics();
+  const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')), (seconds) => metrics.storeLatency.observe({ backend: store.kind }, seconds));
+  const reportAuditFailure = (err: unknown) => log.error({ err }, 'audit append failed');
 
   const deps: ConnectorDeps = {
     issuer,
@@ -125,6 +151,23 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   let published = publicJwks(keys);
   let epoch = keyEpoch(keys);
 
+  const ledgerBackend = ledgerBackendFor(store);
+  const signing = await recordSigningKey(privateJwks(keys, sealer));
+  const ledger = createLedger(ledgerBackend, sealer, { key: signing.key, kid: signing.kid }, {
+    checkpointEvery: 1000,
+    checkpointIntervalSeconds: 60,
+    metrics: metrics.audit,
+    // Resolved per call: checkpoints signed with a key that has since rotated must still verify.
+    verifyKeys: (header, token) => createLocalJWKSet(published)(header, token),
+    onError: reportAuditFailure,
+  });
+  const audit = (event: Parameters<Ledger['append']>[0]) => void ledger.append(event).catch(reportAuditFailure);
+
+  const accounts = new AccountService(store.accounts, sealer, {
+    onAccountCreated: (accountId, identity) => audit({ type: 'account.created', outcome: 'success', subject: accountId, details: { provider: identity.provider } }),
+    onLinked: (accountId, identity, evidence) => audit({ type: 'account.linked', outcome: 'success', subject: accountId, details: { provider: identity.provider, evidence } }),
+  });
+
   const findAccount = async (_ctx: unknown, sub: string, token?: { grantId?: string }) => {
     const profile = await accounts.getProfile(sub);
     if (!profile) return undefined;
@@ -144,6 +187,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     });
     p.use(retryAfterOn503());
     p.on('server_error', (_ctx, err) => log.error({ err }, 'oidc-provider server error'));
+    auditProviderEvents(p, ledger, metrics, reportAuditFailure);
     return p;
   };
   let provider = makeProvider();
@@ -174,6 +218,11 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   app.use(securityHeaders({ hsts: secureCookies }));
   app.use(errorHandler(log));
 
+  const prefix = new URL(issuer).pathname.replace(/\/$/, '');
+  app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  // The OP's endpoints skip the broker's routers: they are the hot paths.
+  app.use(mountProvider(() => provider, health, { only: PROVIDER_PATHS }));
+  if (config.metrics.bearerToken) app.use(metricsRoute(metrics, config.metrics.bearerToken));
   const base = new Router();
   base.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
@@ -210,8 +259,16 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     grantTTL: config.tokens.refreshTokenTTL,
     secureCookies,
     events: {
-      loginSucceeded: (ctx, identity, accountId, clientId) => log.info({ requestId: ctx.state.requestId, provider: identity.provider, accountId, clientId, acr: identity.assurance.acr }, 'upstream login succeeded'),
-      loginFailed: (ctx, connectorId, reason) => log.warn({ requestId: ctx.state.requestId, provider: connectorId, reason }, 'upstream login failed'),
+      loginSucceeded: (ctx, identity, accountId, clientId) => {
+        metrics.logins.inc({ provider: identity.provider, outcome: 'success' });
+        log.info({ requestId: ctx.state.requestId, provider: identity.provider, accountId, clientId, acr: identity.assurance.acr }, 'upstream login succeeded');
+        audit({ type: 'upstream.login.success', outcome: 'success', subject: accountId, client: clientId, requestId: ctx.state.requestId, details: { provider: identity.provider, acr: identity.assurance.acr ?? null, aal: identity.assurance.aal ?? null, proofing: identity.assurance.proofing ?? null } });
+      },
+      loginFailed: (ctx, connectorId, reason) => {
+        metrics.logins.inc({ provider: connectorId, outcome: 'failure' });
+        log.warn({ requestId: ctx.state.requestId, provider: connectorId, reason }, 'upstream login failed');
+        audit({ type: 'upstream.login.failure', outcome: 'failure', requestId: ctx.state.requestId, details: { provider: connectorId, reason } });
+      },
     },
   });
   app.use(interactions.routes());
@@ -225,14 +282,17 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     }
   }
 
-  const prefix = new URL(issuer).pathname.replace(/\/$/, '');
-  app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
   app.use(mountProvider(() => provider, health));
 
   let server: Server | undefined;
+  let metricsServer: Server | undefined;
   return {
     app,
     store,
+    ledger,
+    ledgerBackend,
+    metrics,
+    publicJwks: () => published,
     health,
     provider: () => provider,
     sealer,
@@ -244,11 +304,13 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       server.requestTimeout = 30_000;
       server.maxHeadersCount = 100;
       await new Promise<void>((r) => server!.listen(port, host, r));
+      if (config.metrics.port) metricsServer = await serveMetrics(metrics, config.metrics.port, config.metrics.host);
       return server;
     },
     async close() {
       clearInterval(keyTimer);
       health.stop();
+      metricsServer?.close();
       if (server) {
         const s = server;
         await new Promise<void>((r) => {
@@ -256,6 +318,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
           s.closeIdleConnections();
         });
       }
+      await ledger.close();
       if (!options.store) await store.close();
     },
   };

@@ -130,12 +130,30 @@ export const configSchema = z
     clients: z.array(clientSchema).default([]),
     resources: z.array(resourceSchema).default([]),
     upstreams: z.array(upstreamSchema).default([]),
+    delegation: z
+      .strictObject({
+        /** Legal bases that only staff may record (after verifying the relationship). */
+        staffVerified: z.array(z.enum(['consent', 'parental-responsibility', 'lpa-health-welfare', 'court-deputy', 'best-interest'])).default(['parental-responsibility', 'lpa-health-welfare', 'court-deputy', 'best-interest']),
+        minimumProofing: z.enum(['P0', 'P5', 'P9']).default('P9'),
+        maximumPeriodDays: z.number().int().min(1).max(36_500).default(3 * 365),
+        allowedLevels: z.array(z.union([z.literal(1), z.literal(2), z.literal(3)])).default([1, 2, 3]),
+        invitationTTL: z.number().int().min(300).max(30 * 86_400).default(7 * 86_400),
+        /** Staff who may record verified relationships: CIS2 AAL3 with one of these job role codes (R-codes). */
+        staffRoleCodes: z.array(z.string()).default(['R8000', 'R8001', 'R8003', 'R0260', 'R0270']),
+        staffMinimumAal: z.number().int().min(1).max(3).default(3),
+        /** Put the patient's NHS number into delegated tokens. */
+        includeNhsNumber: z.boolean().default(false),
+        /** Access-token lifetime cap for delegated tokens (seconds). */
+        accessTokenTTL: z.number().int().min(30).max(300).default(300),
+      })
+      .default({ staffVerified: ['parental-responsibility', 'lpa-health-welfare', 'court-deputy', 'best-interest'], minimumProofing: 'P9', maximumPeriodDays: 1095, allowedLevels: [1, 2, 3], invitationTTL: 604_800, staffRoleCodes: ['R8000', 'R8001', 'R8003', 'R0260', 'R0270'], staffMinimumAal: 3, includeNhsNumber: false, accessTokenTTL: 300 }),
     metrics: z
       .strictObject({
         port: z.number().int().min(1).max(65_535).optional().describe('serve /metrics on this separate port'),
+        host: z.string().default('127.0.0.1').describe('interface of the separate metrics port'),
         bearerToken: z.string().min(16).optional().describe('or serve /metrics on the main port behind this bearer token'),
       })
-      .default({}),
+      .default({ host: '127.0.0.1' }),
   })
   .superRefine((cfg, ctx) => {
     const ids = new Set<string>();
@@ -168,3 +186,4 @@ export type BrokerConfig = z.infer<typeof configSchema>;
 export type ClientConfig = z.infer<typeof clientSchema>;
 export type ResourceConfig = z.infer<typeof resourceSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type DelegationPolicy = BrokerConfig['delegation'];

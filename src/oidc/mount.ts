@@ -9,17 +9,21 @@ import type { StoreHealth } from '../store/health.ts';
 /** Endpoints that issue or consume state: refused at once with 503 while the store is down. */
 const STATEFUL = ['/auth', '/token', '/request', '/token/introspection', '/token/revocation', '/me', '/session/end'];
 
-export function mountProvider(getProvider: () => Provider, health: StoreHealth) {
+/** oidc-provider's own endpoints: sent straight to it, ahead of the broker's routers (hot paths). */
+export const PROVIDER_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/jwks', '/me', '/auth', '/request', '/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']);
+
+export function mountProvider(getProvider: () => Provider, health: StoreHealth, options: { only?: Set<string> } = {}) {
   // callback() composes the middleware stack; do it once per provider instance (keys rotate it).
-  const handlers = new WeakMap<Provider, ReturnType<Provider['callback']>>();
+  const handlers = new WeakMap<Provider, { handler: ReturnType<Provider['callback']>; prefix: string }>();
   return async (ctx: Context, next: Next): Promise<void> => {
     const provider = getProvider();
-    let handler = handlers.get(provider);
-    if (!handler) {
-      handler = provider.callback();
-      handlers.set(provider, handler);
+    let mounted = handlers.get(provider);
+    if (!mounted) {
+      mounted = { handler: provider.callback(), prefix: new URL(provider.issuer).pathname.replace(/\/$/, '') };
+      handlers.set(provider, mounted);
     }
-    const prefix = new URL(provider.issuer).pathname.replace(/\/$/, '');
+    const { handler, prefix } = mounted;
+    if (options.only && !options.only.has(ctx.path.slice(prefix.length))) return next();
     if (prefix && ctx.path !== prefix && !ctx.path.startsWith(`${prefix}/`)) return next();
     const sub = ctx.path.slice(prefix.length) || '/';
     if (!health.up && STATEFUL.some((p) => sub === p || sub.startsWith(`${p}/`))) {

@@ -12,12 +12,13 @@ export interface StoreHealth {
 /** A ping slower than this counts as down: a store that cannot answer in time cannot serve requests either. */
 const PING_DEADLINE_MS = 300;
 
-export function watchStore(store: Store, intervalMs = 500, onChange?: (up: boolean) => void): StoreHealth {
+export function watchStore(store: Store, intervalMs = 500, onChange?: (up: boolean) => void, onLatency?: (seconds: number) => void): StoreHealth {
   let up = true;
   let stopped = false;
   async function check(): Promise<boolean> {
     let ok: boolean;
     let timer: NodeJS.Timeout | undefined;
+    const start = performance.now();
     try {
       await Promise.race([
         store.ping(),
@@ -26,6 +27,7 @@ export function watchStore(store: Store, intervalMs = 500, onChange?: (up: boole
         }),
       ]);
       ok = true;
+      onLatency?.((performance.now() - start) / 1000);
     } catch {
       ok = false;
     } finally {

@@ -22,7 +22,7 @@ export function securityHeaders(options: { hsts: boolean }) {
     } finally {
       if (!ctx.headerSent) {
         apply(ctx);
-        if (ctx.response.is('html')) ctx.set('Cache-Control', 'no-store');
+        if (String(ctx.response.get('Content-Type')).startsWith('text/html')) ctx.set('Cache-Control', 'no-store');
       }
     }
   };

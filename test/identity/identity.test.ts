@@ -35,9 +35,9 @@ describe('identity: mapping, linking, step-up, roles', () => {
     const cfg = testConfig(port, `sqlite:${join(mkdtempSync(join(tmpdir(), 'identity-')), 'b.db')}`, await clientKey());
     const linkNhs = [{ claim: 'nhs_number', kind: 'nhs_number', minimumProofing: 'P9' as const }];
     cfg.upstreams = [
-      { id: 'nhs-login', type: 'oidc', displayName: 'NHS login', issuer: 'https://auth.login.nhs.uk', linkable: linkNhs, mapping: { required: ['nhs_number'] } },
-      { id: 'nhs-login-b', type: 'oidc', displayName: 'NHS login (second)', issuer: 'https://auth.sandpit.signin.nhs.uk', linkable: linkNhs },
-      { id: 'cis2', type: 'oidc', displayName: 'CIS2', issuer: 'https://am.nhsint.auth-ptl.cis2.spineservices.nhs.uk:443/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare', linkable: [{ claim: 'nhsid_useruid', kind: 'cis2_uid', minimumAal: 2 }] },
+      { id: 'nhs-login', type: 'oidc', displayName: 'NHS login', issuer: 'https://auth.login.nhs.uk', client_id: 'x', client_secret: 'not-used-0123456789', linkable: linkNhs, mapping: { required: ['nhs_number'] } },
+      { id: 'nhs-login-b', type: 'oidc', displayName: 'NHS login (second)', issuer: 'https://auth.sandpit.signin.nhs.uk', client_id: 'x', client_secret: 'not-used-0123456789', linkable: linkNhs },
+      { id: 'cis2', type: 'oidc', displayName: 'CIS2', client_id: 'x', client_secret: 'not-used-0123456789', issuer: 'https://am.nhsint.auth-ptl.cis2.spineservices.nhs.uk:443/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare', linkable: [{ claim: 'nhsid_useruid', kind: 'cis2_uid', minimumAal: 2 }] },
     ] as never;
     cfg.clients!.push({ client_id: 'strict', client_secret: 'strict-secret-0123456789', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [REDIRECT], resources: [API], firstParty: true, scope: 'openid roles patient/Patient.rs', minimumAssurance: { aal: 3 } });
     cfg.clients!.push({ client_id: 'patient-app', client_secret: 'patient-secret-0123456789', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [REDIRECT], resources: [API], firstParty: true, scope: 'openid patient/Patient.rs', minimumAssurance: { proofing: 'P9' } });

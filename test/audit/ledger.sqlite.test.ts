@@ -1,0 +1,4 @@
+import { sqliteHarness } from './helpers.ts';
+import { ledgerSuite } from './suite.ts';
+
+ledgerSuite('sqlite', () => sqliteHarness());
