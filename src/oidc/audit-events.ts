@@ -34,8 +34,19 @@ function tokenDetails(ctx: KoaContextWithOIDC): Record<string, unknown> {
   };
 }
 
+/** Ledger details are JSON: undefined members are dropped rather than refused. */
+function json<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
 export function auditProviderEvents(provider: Provider, ledger: Ledger, metrics: BrokerMetrics, report: Report): void {
-  const append = (event: Parameters<Ledger['append']>[0]) => void ledger.append(event).catch(report);
+  const append = (event: Parameters<Ledger['append']>[0]) => {
+    try {
+      void ledger.append(json(event)).catch(report);
+    } catch (err) {
+      report(err);
+    }
+  };
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const grantType = String(ctx.oidc.params?.grant_type ?? 'unknown');
