@@ -35,6 +35,14 @@ import { createLocalJWKSet, importJWK, type JWK } from 'jose';
 import { createLedger, redisLedgerBackend, sqliteLedgerBackend, type Ledger, type LedgerBackend } from './audit/index.ts';
 import { createMetrics, metricsRoute, serveMetrics, type BrokerMetrics } from './web/metrics.ts';
 import { auditProviderEvents } from './oidc/audit-events.ts';
+import { errors as oidcErrors } from 'oidc-provider';
+import { DelegationService } from './delegation/service.ts';
+import { localRevocationBus, redisRevocationBus, type RevocationBus } from './delegation/revocation-bus.ts';
+import { createRecordSigner } from './crypto/jws-signer.ts';
+import type { DelegationHooks } from './oidc/provider.ts';
+import { createApiAuthenticator, apiResource, API_SCOPES } from './web/api-auth.ts';
+import { accountRoutes, ACCOUNT_CLIENT_ID } from './web/account/index.ts';
+import { revocationStream } from './web/revocation-stream.ts';
 import type { SqliteStore } from './store/sqlite/index.ts';
 import type { RedisStore } from './store/redis/index.ts';
 
@@ -46,6 +54,8 @@ export interface Broker {
   store: Store;
   ledger: Ledger;
   ledgerBackend: LedgerBackend;
+  delegation: DelegationService;
+  bus: RevocationBus;
   metrics: BrokerMetrics;
   /** Public keys that verify the broker's tokens, records and audit checkpoints (retired ones included). */
   publicJwks(): { keys: JWK[] };
@@ -67,6 +77,39 @@ export interface BrokerOptions {
   connectors?: Connector[];
   /** Test-only: upstreams on plain-http loopback. Never in production. */
   allowInsecureUpstreams?: boolean;
+}
+
+/** Ledger details are JSON: undefined members are dropped rather than refused. */
+function json<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+/**
+ * The broker's own API resource and the confidential client its account pages sign in with. Added to
+ * every configuration; the client secret is derived from the key-encryption key, never configured.
+ */
+function withInternalClients(config: BrokerConfig, issuer: string, accountSecret: string): BrokerConfig {
+  const api = apiResource(issuer);
+  return {
+    ...config,
+    resources: [...config.resources.filter((r) => r.identifier !== api), { identifier: api, scopes: [...API_SCOPES], format: 'jwt', accessTokenTTL: 300, signingAlg: 'ES256', introspectionClients: [] }],
+    clients: [
+      ...config.clients.filter((c) => c.client_id !== ACCOUNT_CLIENT_ID),
+      {
+        client_id: ACCOUNT_CLIENT_ID,
+        client_name: 'Your NHS account',
+        client_secret: accountSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code'],
+        redirect_uris: [new URL('/account/callback', issuer).href],
+        post_logout_redirect_uris: [new URL('/account', issuer).href],
+        scope: `openid profile roles ${API_SCOPES.join(' ')}`,
+        firstParty: true,
+        resources: [api],
+        allowedOrigins: [],
+      },
+    ],
+  };
 }
 
 function subkey(kek: Buffer, info: string): Buffer {
@@ -123,6 +166,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   const cookieKeys = [subkey(kek[0], 'cookies').toString('base64url'), ...kek.slice(1).map((k) => subkey(k, 'cookies').toString('base64url'))];
   const csrfKey = subkey(kek[0], 'csrf');
   const secureCookies = issuer.startsWith('https:');
+  const accountClientSecret = subkey(kek[0], 'account-client').toString('base64url');
+  config = withInternalClients(config, issuer, accountClientSecret);
 
   if (config.store.startsWith('sqlite:') && !config.store.includes(':memory:')) {
     mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
@@ -168,6 +213,34 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     onLinked: (accountId, identity, evidence) => audit({ type: 'account.linked', outcome: 'success', subject: accountId, details: { provider: identity.provider, evidence } }),
   });
 
+  const bus: RevocationBus = store.kind === 'redis' ? redisRevocationBus((store as RedisStore).redis, (store as RedisStore).prefix) : localRevocationBus();
+  const delegation = new DelegationService(store, sealer, await createRecordSigner(signing.jwk, () => published), config.delegation, {
+    onEvent: (type, record, actor, outcome, details) => {
+      metrics.consentChanges.inc({ type, outcome });
+      audit({ type: type === 'consent.refused' || type === 'consent.rejected' ? 'consent.changed' : type, outcome, actor, subject: record?.grantor, consent: record?.id, details: json({ ...details, status: record?.status, grantee: record?.grantee }) });
+    },
+    onRevoked: (consentId) => bus.publish(consentId).catch((err: unknown) => log.warn({ err }, 'revocation event not published')),
+  });
+  const delegationHooks: DelegationHooks = {
+    accessTokenTTL: config.delegation.accessTokenTTL,
+    async tokenClaims(context, carer) {
+      const record = context.actAs ? await delegation.activeFor(context.actAs.consentId, carer) : undefined;
+      if (!record || record.grantor !== context.actAs?.patient) throw new oidcErrors.InvalidGrant('the delegation this token acts under is no longer active');
+      const claims: Record<string, unknown> = { sub: record.grantor, act: { sub: carer }, consent_id: record.id, consent_status: record.status, patient: record.grantor };
+      if (config.delegation.includeNhsNumber) {
+        const nhs = (await accounts.getProfile(record.grantor))?.nhs_number;
+        if (typeof nhs === 'string') claims.patient_nhs_number = nhs;
+      }
+      return claims;
+    },
+    async stillActive(consentId, grantee) {
+      return Boolean(await delegation.activeFor(consentId, grantee));
+    },
+  };
+  // End-dated delegations end on time even with nobody looking (reads enforce the date anyway).
+  const expiryTimer = setInterval(() => void delegation.expireDue().catch(() => {}), 60_000);
+  expiryTimer.unref();
+
   const findAccount = async (_ctx: unknown, sub: string, token?: { grantId?: string }) => {
     const profile = await accounts.getProfile(sub);
     if (!profile) return undefined;
@@ -183,6 +256,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       publicJwks: () => published,
       cookieKeys,
       findAccount,
+      delegation: delegationHooks,
       pages: { renderError, logoutSource, postLogoutSuccessSource },
     });
     p.use(retryAfterOn503());
@@ -257,6 +331,15 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       return u ? { mapping: u.mapping, linkable: u.linkable, provision: u.provision } : { linkable: [], provision: true };
     },
     grantTTL: config.tokens.refreshTokenTTL,
+    actingOptions: async (accountId) => {
+      const now = Date.now();
+      const active = (await delegation.listForGrantee(accountId)).filter((r) => r.status === 'active' && Date.parse(r.period.start) <= now && (!r.period.end || Date.parse(r.period.end) > now));
+      return Promise.all(active.map(async (r) => ({ consentId: r.id, patient: r.grantor, label: String((await accounts.getProfile(r.grantor))?.name ?? 'a person who gave you access') })));
+    },
+    narrowToConsent: async (consentId, scopes) => {
+      const { record } = await delegation.get(consentId);
+      return DelegationService.narrow(scopes, record);
+    },
     secureCookies,
     events: {
       loginSucceeded: (ctx, identity, accountId, clientId) => {
@@ -273,6 +356,10 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   });
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+
+  const authenticateApi = createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay });
+  app.use(revocationStream(bus, authenticateApi).routes());
+  app.use(accountRoutes({ issuer, clientSecret: accountClientSecret, cookieKey: subkey(kek[0], 'account-session'), secureCookies, delegation, accounts, ledger, authenticateApi, log }).routes());
 
   if (config.profile === 'demo') {
     const web = config.clients.find((c) => c.client_id === DEMO_WEB_CLIENT);
@@ -291,6 +378,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     store,
     ledger,
     ledgerBackend,
+    delegation,
+    bus,
     metrics,
     publicJwks: () => published,
     health,
@@ -309,7 +398,9 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     },
     async close() {
       clearInterval(keyTimer);
+      clearInterval(expiryTimer);
       health.stop();
+      await bus.close();
       metricsServer?.close();
       if (server) {
         const s = server;

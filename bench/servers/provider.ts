@@ -44,6 +44,8 @@ const provider = buildProvider({
   publicJwks: () => publicJwks(keys),
   cookieKeys: ['bench-cookie-key-0123456789abcdef'],
   findAccount: async () => undefined,
+  // No delegated tokens in this scenario.
+  delegation: { accessTokenTTL: 300, tokenClaims: async () => ({}), stillActive: async () => false },
   pages: { renderError, logoutSource, postLogoutSuccessSource },
 });
 

@@ -10,6 +10,8 @@ const MODEL = 'GrantContext';
 
 export interface GrantContext {
   role?: SelectedRole;
+  /** A carer acting for a patient under a consent (delegation). */
+  actAs?: { patient: string; consentId: string };
   assurance?: Pick<Assurance, 'aal' | 'vot' | 'proofing'>;
   upstream?: string;
 }

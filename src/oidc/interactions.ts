@@ -6,9 +6,9 @@ import type { InteractionResults } from 'oidc-provider';
 import type { Store } from '../store/contracts.ts';
 import type { AccountService } from '../identity/accounts.ts';
 import { UpstreamAuthError, type Connector, type LoginTransaction, type UpstreamIdentity } from '../identity/upstream.ts';
-import { BadRequestError, LoginFailedError, NotFoundError } from '../web/errors.ts';
+import { BadRequestError, ForbiddenError, LoginFailedError, NotFoundError } from '../web/errors.ts';
 import { readForm, single } from '../web/form.ts';
-import { chooserPage, consentPage, rolePage } from '../web/views/interaction.ts';
+import { actAsPage, chooserPage, consentPage, rolePage } from '../web/views/interaction.ts';
 import { mapIdentity, MappingError } from '../identity/mapping.ts';
 import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts';
 import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
@@ -21,7 +21,8 @@ import { saveGrantContext, type GrantContext } from './grant-context.ts';
 // browser that started it.
 
 const TX_MODEL = 'LoginTransaction';
-const PENDING_ROLE_MODEL = 'PendingRoleChoice';
+/** A signed-in user who still has to choose (a staff role, or whom to act for) before the login finishes. */
+const PENDING_MODEL = 'PendingLoginChoice';
 /** Marks a transaction that is already a step-up, so a still-weak login ends instead of looping. */
 const STEP_UP = '__stepUp';
 const TX_TTL = 600;
@@ -45,6 +46,10 @@ export interface InteractionOptions {
   /** Identity settings of an upstream (none for the demo upstream: keep every claim, provision). */
   upstreamSettings: (connectorId: string) => { mapping?: MappingConfig; linkable: LinkableConfig[]; provision: boolean };
   grantTTL: number;
+  /** Patients this account may act for now (active delegations), for the "act as" choice. */
+  actingOptions?: (accountId: string) => Promise<Array<{ consentId: string; patient: string; label: string }>>;
+  /** The requested patient scopes a delegation covers (never wider than the consent). */
+  narrowToConsent?: (consentId: string, scopes: string[]) => Promise<string[]>;
   secureCookies: boolean;
   events?: InteractionEvents;
 }
@@ -92,11 +97,15 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const grant = d.grantId ? await provider.Grant.find(d.grantId) : new provider.Grant({ accountId, clientId: d.params.client_id as string });
     if (!grant) throw new BadRequestError('Your sign-in session has expired. Go back to the service and start again.');
     const missing = d.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+    const context = (d.lastSubmission as { broker?: GrantContext } | undefined)?.broker;
     if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
     if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+    for (const [indicator, requested] of Object.entries(missing.missingResourceScopes ?? {})) {
+      // Acting for a patient: only what the consent covers, whatever the client asked for.
+      const scopes = context?.actAs && options.narrowToConsent ? await options.narrowToConsent(context.actAs.consentId, requested) : requested;
+      if (scopes.length) grant.addResourceScope(indicator, scopes.join(' '));
+    }
     const grantId = await grant.save();
-    const context = (d.lastSubmission as { broker?: GrantContext } | undefined)?.broker;
     if (context) await saveGrantContext(store, grantId, context, options.grantTTL);
     await finish(ctx, { consent: { grantId } });
   }
@@ -145,13 +154,30 @@ export function interactionRoutes(options: InteractionOptions): Router {
     await store.oidc.upsert(TX_MODEL, id, { ...tx }, TX_TTL);
   }
 
-  async function finishLogin(ctx: Context, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined): Promise<void> {
-    const context: GrantContext = { role, upstream: identity.provider, assurance: { aal: identity.assurance.aal, vot: identity.assurance.vot, proofing: identity.assurance.proofing } };
+  async function finishLogin(ctx: Context, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined, actAs?: GrantContext['actAs']): Promise<void> {
+    const context: GrantContext = { role, actAs, upstream: identity.provider, assurance: { aal: identity.assurance.aal, vot: identity.assurance.vot, proofing: identity.assurance.proofing } };
     await finish(ctx, {
       login: { accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: true },
       // Carried to the consent step (lastSubmission) and saved against the grant.
       broker: context,
     });
+  }
+
+  /** After the role is known: offer "act as" when the client asks for patient data and delegations exist. */
+  async function chooseActingOrFinish(ctx: Context, d: Awaited<ReturnType<typeof details>>, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined): Promise<void> {
+    const wantsPatientData = String(d.params.scope ?? '').split(' ').some((s) => s.startsWith('patient/'));
+    const acting = wantsPatientData && options.actingOptions ? await options.actingOptions(accountId) : [];
+    if (acting.length === 0) return finishLogin(ctx, accountId, identity, role);
+    await store.oidc.upsert(PENDING_MODEL, d.uid, { accountId, identity: { ...identity }, role: role ? { ...role } : undefined, step: 'act-as' }, TX_TTL);
+    ctx.type = 'html';
+    ctx.body = actAsPage({ uid: d.uid, csrf: csrfFor(d.uid), options: acting });
+  }
+
+  /** The pending choice of this interaction, consumed: a choice is made once. */
+  async function takePending(d: Awaited<ReturnType<typeof details>>, step: string) {
+    const pending = await store.oidc.find(PENDING_MODEL, d.uid);
+    if (!pending || pending.step !== step || !(await store.oidc.consume(PENDING_MODEL, d.uid))) throw new BadRequestError('Your sign-in session has expired. Go back to the service and start again.');
+    return { accountId: pending.accountId as string, identity: pending.identity as UpstreamIdentity, role: pending.role as SelectedRole | undefined };
   }
 
   router.post('/interaction/:uid/login', async (ctx) => {
@@ -223,12 +249,12 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const roles = rolesOf(identity.claims);
     const role = preselectedRole(identity.claims);
     if (roles.length > 1 && !role) {
-      await store.oidc.upsert(PENDING_ROLE_MODEL, d.uid, { accountId: resolved.accountId, identity: { ...identity } }, TX_TTL);
+      await store.oidc.upsert(PENDING_MODEL, d.uid, { accountId: resolved.accountId, identity: { ...identity }, step: 'role' }, TX_TTL);
       ctx.type = 'html';
       ctx.body = rolePage({ uid: d.uid, csrf: csrfFor(d.uid), roles });
       return;
     }
-    await finishLogin(ctx, resolved.accountId, identity, role);
+    await chooseActingOrFinish(ctx, d, resolved.accountId, identity, role);
   }
   router.get('/upstream/:connector/callback', callback);
   router.post('/upstream/:connector/callback', callback);
@@ -237,12 +263,23 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const form = await readForm(ctx);
     checkCsrf(ctx.params.uid, form);
     const d = await details(ctx, ctx.params.uid);
-    const pending = await store.oidc.find(PENDING_ROLE_MODEL, d.uid);
-    if (!pending || !(await store.oidc.consume(PENDING_ROLE_MODEL, d.uid))) throw new BadRequestError('Your sign-in session has expired. Go back to the service and start again.');
-    const identity = pending.identity as UpstreamIdentity;
-    const chosen = rolesOf(identity.claims).find((r) => r.person_roleid === single(form, 'role'));
+    const pending = await takePending(d, 'role');
+    const chosen = rolesOf(pending.identity.claims).find((r) => r.person_roleid === single(form, 'role'));
     if (!chosen) throw new BadRequestError('Choose one of your roles.');
-    await finishLogin(ctx, pending.accountId as string, identity, toSelected(chosen));
+    await chooseActingOrFinish(ctx, d, pending.accountId, pending.identity, toSelected(chosen));
+  });
+
+  router.post('/interaction/:uid/act-as', async (ctx) => {
+    const form = await readForm(ctx);
+    checkCsrf(ctx.params.uid, form);
+    const d = await details(ctx, ctx.params.uid);
+    const pending = await takePending(d, 'act-as');
+    const choice = single(form, 'acting');
+    if (choice === 'self') return finishLogin(ctx, pending.accountId, pending.identity, pending.role);
+    // Re-checked now: the delegation must still be active for this account.
+    const option = (await options.actingOptions?.(pending.accountId))?.find((o) => o.consentId === choice);
+    if (!option) throw new ForbiddenError('You cannot act for this person.');
+    await finishLogin(ctx, pending.accountId, pending.identity, pending.role, { patient: option.patient, consentId: option.consentId });
   });
 
   router.post('/interaction/:uid/confirm', async (ctx) => {

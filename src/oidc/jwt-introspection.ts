@@ -51,11 +51,16 @@ export function createJwtLookup(options: {
     if (await options.replay.has(options.revokedPrefix + jti)) return undefined;
 
     const confirmation = (cnf ?? {}) as { jkt?: string; 'x5t#S256'?: string };
+    // A delegated token's sub is the patient; its grant belongs to the actor (act.sub), which is what
+    // oidc-provider checks the grant against. The patient goes back into `sub` through `extra`.
+    const actor = (extra.act as { sub?: unknown } | undefined)?.sub;
+    const delegated = typeof grantId === 'string' && typeof actor === 'string';
+    if (delegated) extra.sub = sub;
     return {
       jti,
       kind: model,
       clientId,
-      accountId: isClientCredentials ? undefined : sub,
+      accountId: isClientCredentials ? undefined : delegated ? actor : sub,
       grantId: typeof grantId === 'string' ? grantId : undefined,
       exp,
       iat,

@@ -18,7 +18,18 @@ export interface ProviderPages {
   postLogoutSuccessSource: NonNullable<NonNullable<NonNullable<Configuration['features']>['rpInitiatedLogout']>['postLogoutSuccessSource']>;
 }
 
+/** What the OP needs from the delegation layer (kept as an interface: oidc/ sits after delegation/). */
+export interface DelegationHooks {
+  /** Claims of a token minted for a carer acting under `context.actAs`; throws InvalidGrant if the consent no longer allows it. */
+  tokenClaims(context: GrantContext, carer: string): Promise<Record<string, unknown>>;
+  /** Whether a token that names this consent may still be used by this grantee. */
+  stillActive(consentId: string, grantee: string | undefined): Promise<boolean>;
+  /** Maximum lifetime of a delegated access token (seconds). */
+  accessTokenTTL: number;
+}
+
 export interface ProviderOptions {
+  delegation: DelegationHooks;
   config: BrokerConfig;
   store: Store;
   jwks: JWKS;
@@ -124,6 +135,9 @@ export function buildProvider(options: ProviderOptions): Provider {
         enabled: true,
         // The token's own client, or a resource server configured for the token's audience.
         allowedPolicy: async (_ctx, client, token) => {
+          // A delegated token is inactive the moment its consent is revoked, changed or expired.
+          const extra = ('extra' in token ? token.extra : undefined) as { consent_id?: unknown; act?: { sub?: unknown } } | undefined;
+          if (typeof extra?.consent_id === 'string' && !(await options.delegation.stillActive(extra.consent_id, typeof extra.act?.sub === 'string' ? extra.act.sub : undefined))) return false;
           if (client.clientId === token.clientId) return true;
           const audiences = ([] as unknown[]).concat(('aud' in token ? token.aud : undefined) ?? []);
           return audiences.some((a) => typeof a === 'string' && (resources.get(a)?.introspectionClients ?? []).includes(client.clientId));
@@ -150,15 +164,18 @@ export function buildProvider(options: ProviderOptions): Provider {
           return allowed.length === 1 ? allowed[0] : undefined;
         },
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx, resourceIndicator, client) => {
+        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
           const resource = resources.get(resourceIndicator);
           if (!resource || !allowedResources(client.clientId).includes(resourceIndicator)) {
             throw new errors.InvalidTarget(`resource ${resourceIndicator} is unknown or not allowed for this client`);
           }
+          // Delegated tokens live at most a few minutes, whatever the resource allows.
+          const grantId = ctx?.oidc?.entities?.Grant?.jti;
+          const delegated = grantId ? Boolean((await loadGrantContext(store, grantId))?.actAs) : false;
           return {
             scope: resource.scopes.join(' '),
             audience: resource.identifier,
-            accessTokenTTL: resource.accessTokenTTL,
+            accessTokenTTL: delegated ? Math.min(resource.accessTokenTTL, options.delegation.accessTokenTTL) : resource.accessTokenTTL,
             accessTokenFormat: resource.format,
             jwt: { sign: { alg: resource.signingAlg } },
           };
@@ -170,6 +187,9 @@ export function buildProvider(options: ProviderOptions): Provider {
         // The grant id lets introspection of a JWT answer inactive once its grant is revoked.
         jwt: async (_ctx, token, jwt) => {
           if ('grantId' in token && token.grantId) jwt.payload[GRANT_ID_CLAIM] = token.grantId;
+          // A delegated token is about the patient (sub) and names the carer as actor (act), RFC 8693 4.1.
+          const extra = token.extra as { act?: unknown; sub?: unknown } | undefined;
+          if (extra?.act && typeof extra.sub === 'string') jwt.payload.sub = extra.sub;
         },
       },
     },
@@ -181,7 +201,9 @@ export function buildProvider(options: ProviderOptions): Provider {
       const source = entities?.AuthorizationCode ?? entities?.RefreshToken;
       if (!source) return undefined;
       // Role and assurance chosen at login (grant-context.ts).
-      const claims: Record<string, unknown> = contextClaims(await loadGrantContext(store, token.grantId));
+      const context = await loadGrantContext(store, token.grantId);
+      const claims: Record<string, unknown> = contextClaims(context);
+      if (context?.actAs) Object.assign(claims, await options.delegation.tokenClaims(context, token.accountId));
       if (source.acr) claims.acr = source.acr;
       if (source.amr) claims.amr = source.amr;
       if (source.authTime) claims.auth_time = source.authTime;
@@ -192,9 +214,11 @@ export function buildProvider(options: ProviderOptions): Provider {
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(ctx.oidc.client!.clientId);
       if (!grantId) return undefined;
+      const context = (ctx.oidc.result as { broker?: GrantContext } | undefined)?.broker;
+      // Acting for someone always starts a fresh grant, narrowed to that consent at the consent step.
+      if (context?.actAs) return undefined;
       const grant = await ctx.oidc.provider.Grant.find(grantId);
       // A new login on an existing grant (no consent step) still updates the role and assurance.
-      const context = (ctx.oidc.result as { broker?: GrantContext } | undefined)?.broker;
       if (grant && context) await saveGrantContext(store, grantId, context, config.tokens.refreshTokenTTL);
       return grant;
     },

@@ -1,5 +1,6 @@
 import type { Store } from '../contracts.ts';
 import { createRedisAccountStore } from './accounts.ts';
+import { createRedisConsentStore } from './consents.ts';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.ts';
 import { createGuard, createWhenReady } from './guard.ts';
 import { createKeyspace } from './keyspace.ts';
@@ -53,6 +54,7 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
     prefix,
     oidc: createRedisOidcStore(client, guard, keys),
     accounts: createRedisAccountStore(client, guard, keys),
+    consents: createRedisConsentStore(client, guard, keys),
     keys: createRedisKeyStore(client, guard, keys),
     replay: createRedisReplayCache(client, guard, keys),
     rateLimits: createRedisRateLimitStore(client, guard, keys),

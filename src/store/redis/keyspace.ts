@@ -15,6 +15,15 @@ export interface Keyspace {
   linkMember(provider: string, subject: string): string;
   link(member: string): string;
   identifier(kind: string, hashedValue: string): string;
+  /** A consent's current pointer (hash); its tag `{consent:<id>}` is the slot of everything per consent. */
+  consent(id: string): string;
+  /** A consent's versions (list, oldest first), in the pointer's slot. */
+  consentVersions(id: string): string;
+  /** Sorted sets of consent ids by grantor / grantee account, in the account's slot. */
+  consentsByGrantor(accountId: string): string;
+  consentsByGrantee(accountId: string): string;
+  /** Sorted set of a status's consents by endsAt, one slot per status. */
+  consentsEnding(status: string): string;
   signingKeys(): string;
   replay(key: string): string;
   rateLimit(key: string, windowMs: number, windowStart: number): string;
@@ -32,6 +41,11 @@ export function createKeyspace(prefix: string): Keyspace {
     linkMember: (provider, subject) => `${enc(provider)}:${enc(subject)}`,
     link: (member) => `${prefix}link:{${member}}`,
     identifier: (kind, hashedValue) => `${prefix}identifier:{${enc(kind)}:${enc(hashedValue)}}`,
+    consent: (id) => `${prefix}{consent:${enc(id)}}`,
+    consentVersions: (id) => `${prefix}{consent:${enc(id)}}:versions`,
+    consentsByGrantor: (accountId) => `${prefix}consent-grantor:{${enc(accountId)}}`,
+    consentsByGrantee: (accountId) => `${prefix}consent-grantee:{${enc(accountId)}}`,
+    consentsEnding: (status) => `${prefix}consent-ending:{${enc(status)}}`,
     signingKeys: () => `${prefix}signing-keys`,
     replay: (key) => `${prefix}replay:{${enc(key)}}`,
     rateLimit: (key, windowMs, windowStart) => `${prefix}rate:{${enc(key)}}:${windowMs}:${windowStart}`,

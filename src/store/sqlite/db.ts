@@ -73,6 +73,37 @@ const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
   `,
+  // Consents: every version in consent_versions (a rowid table: records are signed JWS, too large for
+  // WITHOUT ROWID to pay off), the newest one's index fields in consents. The indexes end in id and seq so
+  // lists come out in order straight from the index and reach the record by rowid.
+  `
+  CREATE TABLE consent_versions (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    grantor    TEXT NOT NULL,
+    grantee    TEXT,
+    status     TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ends_at    INTEGER,
+    UNIQUE (id, version)
+  );
+
+  CREATE TABLE consents (
+    id         TEXT PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    grantor    TEXT NOT NULL,
+    grantee    TEXT,
+    status     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ends_at    INTEGER
+  ) WITHOUT ROWID;
+  CREATE INDEX consents_grantor ON consents (grantor, updated_at, id, seq);
+  CREATE INDEX consents_grantee ON consents (grantee, updated_at, id, seq) WHERE grantee IS NOT NULL;
+  CREATE INDEX consents_ending ON consents (status, ends_at, id, seq) WHERE ends_at IS NOT NULL;
+  `,
 ];
 
 /**

@@ -1,6 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import type { Store } from '../contracts.ts';
 import { createSqliteAccountStore } from './accounts.ts';
+import { createSqliteConsentStore } from './consents.ts';
 import { openSqliteDatabase, type SqliteOpenOptions } from './db.ts';
 import { createSqliteKeyStore } from './keys.ts';
 import { createSqliteOidcStore } from './oidc.ts';
@@ -39,6 +40,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     db,
     oidc: createSqliteOidcStore(sql),
     accounts: createSqliteAccountStore(sql),
+    consents: createSqliteConsentStore(sql),
     keys: createSqliteKeyStore(sql),
     replay: createSqliteReplayCache(sql),
     rateLimits: createSqliteRateLimitStore(sql),

@@ -22,3 +22,8 @@ export function integer(row: Row, column: string): number {
   if (typeof v === 'bigint') return Number(v);
   throw new TypeError(`sqlite column ${column} is not an integer`);
 }
+
+export function optionalInteger(row: Row, column: string): number | undefined {
+  const v = row[column];
+  return v === null || v === undefined ? undefined : integer(row, column);
+}

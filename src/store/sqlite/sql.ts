@@ -16,8 +16,12 @@ export interface Sql {
    * Runs `op` inside BEGIN IMMEDIATE ... COMMIT. IMMEDIATE takes the write lock up front, so a
    * read-then-write in `op` is atomic against other connections and other processes on the same file.
    * `op` must be synchronous: nothing else may run on this connection while the transaction is open.
+   *
+   * `durable`: commit with synchronous=FULL, so the WAL is fsynced before the commit returns and an
+   * acknowledged write survives power loss too (the connection default, NORMAL, only survives process
+   * crashes). For rare writes whose loss would matter, such as a consent being withdrawn.
    */
-  immediate<T>(op: () => T): Promise<T>;
+  immediate<T>(op: () => T, options?: { durable?: boolean }): Promise<T>;
   markClosed(): void;
 }
 
@@ -30,31 +34,41 @@ export function createSql(db: DatabaseSync): Sql {
     if (closed) throw new StoreUnavailableError('sqlite store is closed');
   }
 
+  function stmt(sql: string): StatementSync {
+    let s = cache.get(sql);
+    if (!s) {
+      s = db.prepare(sql);
+      cache.set(sql, s);
+    }
+    return s;
+  }
+
   return {
     db,
-    stmt(sql) {
-      let s = cache.get(sql);
-      if (!s) {
-        s = db.prepare(sql);
-        cache.set(sql, s);
-      }
-      return s;
-    },
+    stmt,
     async run(op) {
       ensureOpen();
       return guard(op);
     },
-    async immediate(op) {
+    async immediate(op, options = {}) {
       ensureOpen();
       return guard(() => {
-        db.exec('BEGIN IMMEDIATE');
+        // Set around this one transaction and put back, so the connection's other writes keep their
+        // setting. op is synchronous, so nothing else runs on the connection in between.
+        const restore = options.durable ? stmt('PRAGMA synchronous').get()?.synchronous : undefined;
+        if (restore !== undefined) db.exec('PRAGMA synchronous = FULL');
         try {
-          const result = op();
-          db.exec('COMMIT');
-          return result;
-        } catch (err) {
-          if (db.isTransaction) db.exec('ROLLBACK');
-          throw err;
+          db.exec('BEGIN IMMEDIATE');
+          try {
+            const result = op();
+            db.exec('COMMIT');
+            return result;
+          } catch (err) {
+            if (db.isTransaction) db.exec('ROLLBACK');
+            throw err;
+          }
+        } finally {
+          if (restore !== undefined) db.exec(`PRAGMA synchronous = ${Number(restore)}`);
         }
       });
     },

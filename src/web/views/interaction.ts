@@ -58,3 +58,22 @@ ${v.roles.map((r, i) => h`<div class="nhsuk-radios__item"><input class="nhsuk-ra
 </div></div>`,
   );
 }
+
+export function actAsPage(v: { uid: string; csrf: string; options: Array<{ consentId: string; label: string }> }): string {
+  return layout(
+    'Who are you acting for?',
+    h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
+<form method="post" action="/interaction/${v.uid}/act-as" novalidate>
+<input type="hidden" name="csrf" value="${v.csrf}">
+<div class="nhsuk-form-group"><fieldset class="nhsuk-fieldset" aria-describedby="acting-hint">
+<legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--l"><h1 class="nhsuk-fieldset__heading">Who are you acting for?</h1></legend>
+<div class="nhsuk-hint" id="acting-hint">You can act for people who have given you access. The service will see that you are acting for them.</div>
+<div class="nhsuk-radios">
+<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="acting-self" name="acting" type="radio" value="self" checked><label class="nhsuk-label nhsuk-radios__label" for="acting-self">Myself</label></div>
+${v.options.map((o) => h`<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="acting-${o.consentId}" name="acting" type="radio" value="${o.consentId}"><label class="nhsuk-label nhsuk-radios__label" for="acting-${o.consentId}">${o.label}</label></div>`)}
+</div></fieldset></div>
+<button class="nhsuk-button" type="submit" data-testid="act-as">Continue</button>
+</form>
+</div></div>`,
+  );
+}
