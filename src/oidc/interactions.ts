@@ -104,6 +104,9 @@ export function interactionRoutes(options: InteractionOptions): Router {
       // Acting for a patient: only what the consent covers, whatever the client asked for.
       const scopes = context?.actAs && options.narrowToConsent ? await options.narrowToConsent(context.actAs.consentId, requested) : requested;
       if (scopes.length) grant.addResourceScope(indicator, scopes.join(' '));
+      // Recorded as refused, so oidc-provider does not ask again for what the consent does not cover.
+      const refused = requested.filter((x) => !scopes.includes(x));
+      if (refused.length) grant.rejectResourceScope(indicator, refused.join(' '));
     }
     const grantId = await grant.save();
     if (context) await saveGrantContext(store, grantId, context, options.grantTTL);

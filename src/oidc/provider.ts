@@ -118,7 +118,8 @@ export function buildProvider(options: ProviderOptions): Provider {
     revokeGrantPolicy: () => true,
     clockTolerance: 15,
     ttl: {
-      AccessToken: config.tokens.userAccessTokenTTL,
+      // The resource's lifetime (capped for delegated tokens in getResourceServerInfo), else the user default.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.tokens.userAccessTokenTTL,
       AuthorizationCode: config.tokens.authorizationCodeTTL,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
       IdToken: config.tokens.idTokenTTL,

@@ -55,7 +55,7 @@ export async function loginThroughDemo(ua: UserAgent, authorizationUrl: string, 
  * The broker's side of a login: chooser, then `upstream` (given the response that sends the browser
  * upstream, it returns the broker callback's response), then role choice, consent and the client redirect.
  */
-export async function loginThrough(ua: UserAgent, authorizationUrl: string, upstreamId: string, base: string, upstream: (res: Response) => Promise<Response>): Promise<URL> {
+export async function loginThrough(ua: UserAgent, authorizationUrl: string, upstreamId: string, base: string, upstream: (res: Response) => Promise<Response>, choices: Choices = {}): Promise<URL> {
   let res = await ua.get(authorizationUrl);
   const url = location(res, base);
   res = await ua.get(url);
@@ -63,11 +63,17 @@ export async function loginThrough(ua: UserAgent, authorizationUrl: string, upst
   const uid = new URL(url).pathname.split('/').pop()!;
   res = await ua.postForm(`${base}/interaction/${uid}/login`, { csrf: hiddenField(chooser, 'csrf'), upstream: upstreamId });
   res = await upstream(res);
-  return followToClient(ua, res, base);
+  return followToClient(ua, res, base, choices);
+}
+
+/** Answers to the broker's in-login questions: which staff role, and whom to act for (a consent id, or self). */
+export interface Choices {
+  role?: string;
+  actAs?: string;
 }
 
 /** From a broker response after the upstream step to the client's redirect (role choice and consent on the way). */
-export async function followToClient(ua: UserAgent, first: Response, base: string): Promise<URL> {
+export async function followToClient(ua: UserAgent, first: Response, base: string, choices: Choices = {}): Promise<URL> {
   let res = first;
   // resume -> role choice (staff with several roles) -> consent (auto for first-party) -> client redirect
   let pageUrl = `${base}/upstream/demo/callback`;
@@ -76,8 +82,10 @@ export async function followToClient(ua: UserAgent, first: Response, base: strin
       const html = await res.text();
       const uid2 = /action="\/interaction\/([^/"]+)\//.exec(html)?.[1];
       if (!uid2) throw new Error(`unexpected page at ${pageUrl}: ${html.slice(0, 300)}`);
-      if (html.includes('/role"')) {
-        const role = /name="role" type="radio" value="([^"]+)"/.exec(html)![1];
+      if (html.includes('/act-as"')) {
+        res = await ua.postForm(`${base}/interaction/${uid2}/act-as`, { csrf: hiddenField(html, 'csrf'), acting: choices.actAs ?? 'self' });
+      } else if (html.includes('/role"')) {
+        const role = choices.role ?? /name="role" type="radio" value="([^"]+)"/.exec(html)![1];
         res = await ua.postForm(`${base}/interaction/${uid2}/role`, { csrf: hiddenField(html, 'csrf'), role });
       } else if (html.includes('/confirm"')) {
         res = await ua.postForm(`${base}/interaction/${uid2}/confirm`, { csrf: hiddenField(html, 'csrf') });
