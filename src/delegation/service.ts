@@ -188,6 +188,7 @@ export class DelegationService {
       if (typeof code !== 'string' || code.length < 10 || code.length > 100) throw new DelegationError('not-found', 'this invitation code is not valid');
       const handle = await this.#store.oidc.find(INVITATION_MODEL, hashOf(code));
       if (!handle || typeof handle.consentId !== 'string') throw new DelegationError('not-found', 'this invitation code is not valid, or has expired or been used');
+      if (handle.consumed) throw new DelegationError('not-found', 'this invitation has already been used');
       current = await this.get(handle.consentId);
       const r = current.record;
       if (r.grantor === invitee.accountId) throw new DelegationError('forbidden', 'you cannot accept your own invitation');
