@@ -35,6 +35,7 @@ import { createLocalJWKSet, importJWK, type JWK } from 'jose';
 import { createLedger, redisLedgerBackend, sqliteLedgerBackend, type Ledger, type LedgerBackend } from './audit/index.ts';
 import { createMetrics, metricsRoute, serveMetrics, type BrokerMetrics } from './web/metrics.ts';
 import { auditProviderEvents } from './oidc/audit-events.ts';
+import { registerTokenExchange } from './oidc/grants/token-exchange.ts';
 import { errors as oidcErrors } from 'oidc-provider';
 import { DelegationService } from './delegation/service.ts';
 import { localRevocationBus, redisRevocationBus, type RevocationBus } from './delegation/revocation-bus.ts';
@@ -262,6 +263,14 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     p.use(retryAfterOn503());
     p.on('server_error', (_ctx, err) => log.error({ err }, 'oidc-provider server error'));
     auditProviderEvents(p, ledger, metrics, reportAuditFailure);
+    registerTokenExchange(p, {
+      config,
+      store,
+      publicJwks: () => published,
+      delegation: { ...delegationHooks, consentActive: async (id) => Boolean(await delegation.activeFor(id)) },
+      ledger,
+      metrics,
+    });
     return p;
   };
   let provider = makeProvider();

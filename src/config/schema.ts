@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { upstreamSchema } from './upstreams.ts';
+import { exchangeSchema } from './exchange.ts';
 
 // The broker's configuration, parsed at the edge. Client entries use OAuth/OIDC metadata names so an
 // operator can copy them from a registration document; broker-only settings use camelCase.
@@ -130,6 +131,7 @@ export const configSchema = z
     clients: z.array(clientSchema).default([]),
     resources: z.array(resourceSchema).default([]),
     upstreams: z.array(upstreamSchema).default([]),
+    exchange: exchangeSchema,
     delegation: z
       .strictObject({
         /** Legal bases that only staff may record (after verifying the relationship). */
