@@ -20,6 +20,8 @@ export const accessSchema = z
   })
   .refine((a) => a.scopes.length > 0 || a.level !== undefined, 'give scopes, an access level, or both');
 export type Access = z.infer<typeof accessSchema>;
+/** Access as a caller gives it (scopes may be omitted when a level is given). */
+export type AccessInput = z.input<typeof accessSchema>;
 
 export const periodSchema = z.strictObject({
   start: z.iso.datetime(),

@@ -4,7 +4,7 @@ import type { Sealer } from '../crypto/seal.ts';
 import type { RecordSigner } from '../crypto/jws-signer.ts';
 import type { DelegationPolicy } from '../config/schema.ts';
 import { meetsAssurance } from '../identity/assurance.ts';
-import { accessSchema, consentRecordSchema, grantedScopes, LEGAL_BASES, scopeCovered, type Access, type ConsentRecord, type ConsentStatus, type LegalBasis } from './model.ts';
+import { accessSchema, consentRecordSchema, grantedScopes, LEGAL_BASES, scopeCovered, type Access, type AccessInput, type ConsentRecord, type ConsentStatus, type LegalBasis } from './model.ts';
 import { transitionError } from './transitions.ts';
 import { DelegationError } from './errors.ts';
 
@@ -124,7 +124,7 @@ export class DelegationService {
     if (end === undefined || end > max) throw new DelegationError('invalid', `a delegation may last at most ${this.#policy.maximumPeriodDays} days; give an end date within that`);
   }
 
-  #checkAccess(access: Access): Access {
+  #checkAccess(access: AccessInput): Access {
     const parsed = accessSchema.safeParse(access);
     if (!parsed.success) throw new DelegationError('invalid', parsed.error.issues[0]?.message ?? 'invalid access');
     if (parsed.data.level !== undefined && !this.#policy.allowedLevels.includes(parsed.data.level)) throw new DelegationError('invalid', `access level ${parsed.data.level} is not allowed`);
@@ -143,7 +143,7 @@ export class DelegationService {
   }
 
   /** A patient invites someone to act for them. Returns the single-use code to hand to the invitee. */
-  async invite(patient: Actor, input: { legalBasis?: LegalBasis; access: Access; period?: { start?: string; end?: string } }): Promise<{ record: ConsentRecord; code: string }> {
+  async invite(patient: Actor, input: { legalBasis?: LegalBasis; access: AccessInput; period?: { start?: string; end?: string } }): Promise<{ record: ConsentRecord; code: string }> {
     const legalBasis = input.legalBasis ?? 'consent';
     try {
       this.#checkProofing(patient, 'patient');
@@ -211,7 +211,7 @@ export class DelegationService {
   }
 
   /** Staff record a relationship they have verified (for example parental responsibility). Active at once. */
-  async recordVerified(staff: Actor, input: { grantor: string; grantee: string; legalBasis: LegalBasis; access: Access; period: { start?: string; end?: string }; evidence?: string }): Promise<ConsentRecord> {
+  async recordVerified(staff: Actor, input: { grantor: string; grantee: string; legalBasis: LegalBasis; access: AccessInput; period: { start?: string; end?: string }; evidence?: string }): Promise<ConsentRecord> {
     try {
       if (!this.#isStaff(staff)) throw new DelegationError('forbidden', `recording a verified relationship needs a staff login at AAL${this.#policy.staffMinimumAal} with an allowed role`);
       if (input.grantor === input.grantee) throw new DelegationError('invalid', 'a person cannot act for themselves');
@@ -248,7 +248,7 @@ export class DelegationService {
   }
 
   /** The patient changes access or period. The grantee can never widen what they were given. */
-  async change(actor: Actor, consentId: string, changes: { access?: Access; period?: { start: string; end?: string } }): Promise<ConsentRecord> {
+  async change(actor: Actor, consentId: string, changes: { access?: AccessInput; period?: { start: string; end?: string } }): Promise<ConsentRecord> {
     let current: VerifiedConsent | undefined;
     try {
       current = await this.get(consentId);
