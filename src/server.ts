@@ -1,6 +1,7 @@
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import Koa from 'koa';
@@ -44,6 +45,7 @@ import type { DelegationHooks } from './oidc/provider.ts';
 import { createApiAuthenticator, apiResource, API_SCOPES } from './web/api-auth.ts';
 import { accountRoutes, ACCOUNT_CLIENT_ID } from './web/account/index.ts';
 import { revocationStream } from './web/revocation-stream.ts';
+import { basicClientId, rateLimit } from './web/rate-limit.ts';
 import type { SqliteStore } from './store/sqlite/index.ts';
 import type { RedisStore } from './store/redis/index.ts';
 
@@ -189,7 +191,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     if (connectors.some((c) => c.id === u.id)) continue;
     // Loaded only when configured: a broker without SAML upstreams never loads the XML stack.
     if (u.type === 'oidc') connectors.push(await (await import('../providers/oidc/index.ts')).createOidcConnector(u, deps));
-    else connectors.push(await (await import('../providers/saml/index.ts')).createSamlConnector(u, deps));
+    else if (u.type === 'saml') connectors.push(await (await import('../providers/saml/index.ts')).createSamlConnector(u, deps));
+    else connectors.push(await (await import('../providers/smartcard/index.ts')).createSmartcardConnector(u, deps));
   }
   if (config.profile === 'demo') connectors.unshift(createDemoConnector({ env: env.NODE_ENV }));
 
@@ -303,6 +306,13 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
 
   const prefix = new URL(issuer).pathname.replace(/\/$/, '');
   app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  app.use(
+    rateLimit(store.rateLimits, [
+      { paths: ['/token', '/request'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.tokenPerIp, windowSeconds: 60 },
+      { paths: ['/token', '/request'], keys: [(ctx) => { const id = basicClientId(ctx); return id ? `client:${id}` : undefined; }], limit: config.rateLimits.tokenPerClient, windowSeconds: 60 },
+      { paths: ['/interaction', '/upstream', '/account/login'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.loginPerIp, windowSeconds: 60 },
+    ]),
+  );
   // The OP's endpoints skip the broker's routers: they are the hot paths.
   app.use(mountProvider(() => provider, health, { only: PROVIDER_PATHS }));
   if (config.metrics.bearerToken) app.use(metricsRoute(metrics, config.metrics.bearerToken));
@@ -396,7 +406,11 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     sealer,
     config,
     async listen(port = config.port, host = config.host) {
-      server = createServer(app.callback());
+      // HTTPS with optional client certificates (direct mTLS, or a smartcard proxy authenticating itself).
+      // A certificate is requested but never required at the TLS layer: the connector decides, with a clear page.
+      server = config.tls
+        ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined, requestCert: config.tls.requestCert, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app.callback())
+        : createServer(app.callback());
       // Bounded header and request times: slow-loris and oversized headers are cut off early.
       server.headersTimeout = 10_000;
       server.requestTimeout = 30_000;

@@ -115,6 +115,17 @@ export const configSchema = z
     store: z.string().default('sqlite:./data/broker.db').describe('sqlite:<path> | redis://… | rediss://… | redis+sentinel://… | redis+cluster://…'),
     profile: z.enum(['demo', 'none']).default('none'),
     trustProxy: z.boolean().default(false).describe('trust X-Forwarded-* from a TLS-terminating proxy'),
+    tls: z
+      .strictObject({
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+        /** CA bundle for client certificates: a smartcard proxy's certificate, or users' certificates (direct mTLS). */
+        clientCaFile: z.string().min(1).optional(),
+        /** Ask every client for a certificate (verified against clientCaFile when given; never required at the TLS layer). */
+        requestCert: z.boolean().default(false),
+      })
+      .optional()
+      .describe('listen on HTTPS (otherwise plain HTTP behind a TLS-terminating proxy)'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     secrets: secretsSchema.default({ previousKeyEncryptionKeys: [] }),
     tokens: z
@@ -132,6 +143,15 @@ export const configSchema = z
     resources: z.array(resourceSchema).default([]),
     upstreams: z.array(upstreamSchema).default([]),
     exchange: exchangeSchema,
+    rateLimits: z
+      .strictObject({
+        /** Requests per minute to the token, introspection, revocation and PAR endpoints (0 = off). */
+        tokenPerIp: z.number().int().min(0).default(3000),
+        tokenPerClient: z.number().int().min(0).default(6000),
+        /** Requests per minute to the login pages and upstream callbacks, per IP. */
+        loginPerIp: z.number().int().min(0).default(300),
+      })
+      .default({ tokenPerIp: 3000, tokenPerClient: 6000, loginPerIp: 300 }),
     delegation: z
       .strictObject({
         /** Legal bases that only staff may record (after verifying the relationship). */
