@@ -3,7 +3,7 @@
 // lets them run concurrently (the TTL tests mostly wait), which also puts the store under mixed load.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Link, OidcPayload, Store, StoredKey } from '../../src/store/contracts.ts';
+import type { Link, OidcPayload, Store, StoredConsent, StoredKey } from '../../src/store/contracts.ts';
 
 const PARALLEL = 50;
 
@@ -415,6 +415,205 @@ export function storeContract(name: string, open: () => Promise<Store>, cleanup?
         const key = fresh('ip');
         const results = await parallel(PARALLEL, () => store.rateLimits.hit(key, LONG));
         expect(results.map((r) => r.count).sort((a, b) => a - b)).toEqual(Array.from({ length: PARALLEL }, (_, i) => i + 1));
+      });
+    });
+
+    describe('consents', () => {
+      function consent(overrides: Partial<StoredConsent> = {}): StoredConsent {
+        return { id: fresh('consent'), version: 1, grantor: fresh('patient'), status: 'proposed', record: fresh('jws'), updatedAt: 1_712_000_000, ...overrides };
+      }
+      /** The next version of `c`: a new record text, one second later, plus `changes`. */
+      function next(c: StoredConsent, changes: Partial<StoredConsent> = {}): StoredConsent {
+        return { ...c, version: c.version + 1, record: fresh('jws'), updatedAt: c.updatedAt + 1, ...changes };
+      }
+
+      it('round-trips consents with and without the optional fields', async () => {
+        const full = consent({
+          // Separators and braces must not leak into key names or hash tags.
+          id: `${fresh('consent')}:{x}/y`,
+          grantee: fresh('carer'),
+          status: 'active',
+          record: 'eyJhbGciOiJFUzI1NiJ9.eyJ6b8OrIjoi4pyTIn0.sig — Zoë ✓ {braces} : colons \n newline',
+          endsAt: 1_800_000_000,
+        });
+        const bare = consent();
+        expect(await store.consents.create(full)).toBe(true);
+        expect(await store.consents.create(bare)).toBe(true);
+
+        expect(await store.consents.get(full.id)).toEqual(full);
+        expect(await store.consents.get(bare.id)).toEqual(bare);
+        expect(await store.consents.get(bare.id)).not.toHaveProperty('grantee');
+        expect(await store.consents.get(bare.id)).not.toHaveProperty('endsAt');
+        expect(await store.consents.history(full.id)).toEqual([full]);
+        expect(await store.consents.get(fresh('missing'))).toBeUndefined();
+        expect(await store.consents.history(fresh('missing'))).toEqual([]);
+      });
+
+      it('create refuses an existing id and writes nothing', async () => {
+        const original = consent({ grantee: fresh('carer'), endsAt: 100 });
+        expect(await store.consents.create(original)).toBe(true);
+        const intruder = consent({ id: original.id, grantor: fresh('patient'), grantee: fresh('carer'), record: 'intruder', status: fresh('active'), endsAt: 50 });
+        expect(await store.consents.create(intruder)).toBe(false);
+
+        expect(await store.consents.get(original.id)).toEqual(original);
+        expect(await store.consents.history(original.id)).toEqual([original]);
+        expect(await store.consents.listByGrantor(intruder.grantor)).toEqual([]);
+        expect(await store.consents.listByGrantee(intruder.grantee ?? '')).toEqual([]);
+        expect(await store.consents.listByGrantor(original.grantor)).toEqual([original]);
+        expect(await store.consents.listEnding(1000, [intruder.status], 10)).toEqual([]);
+      });
+
+      it('create rejects a first version other than 1', async () => {
+        const c = consent({ version: 2 });
+        await expect(store.consents.create(c)).rejects.toThrow(/version 1/);
+        expect(await store.consents.get(c.id)).toBeUndefined();
+        expect(await store.consents.listByGrantor(c.grantor)).toEqual([]);
+      });
+
+      it('update is a compare-and-set on the version and keeps every version', async () => {
+        const v1 = consent();
+        await store.consents.create(v1);
+        const v2 = next(v1, { status: 'active' });
+        expect(await store.consents.update(v2, 1)).toBe(true);
+        expect(await store.consents.get(v1.id)).toEqual(v2);
+
+        // Stale: another writer also started from version 1.
+        expect(await store.consents.update(next(v1, { record: 'stale' }), 1)).toBe(false);
+        // From a version that does not exist yet.
+        expect(await store.consents.update({ ...next(v2), version: 4 }, 3)).toBe(false);
+        // Of a consent that does not exist: nothing is created.
+        const ghost = consent();
+        expect(await store.consents.update(next(ghost), 1)).toBe(false);
+        expect(await store.consents.get(ghost.id)).toBeUndefined();
+        expect(await store.consents.history(ghost.id)).toEqual([]);
+        expect(await store.consents.get(v1.id)).toEqual(v2);
+
+        const v3 = next(v2, { status: 'inactive' });
+        expect(await store.consents.update(v3, 2)).toBe(true);
+        expect(await store.consents.get(v1.id)).toEqual(v3);
+        expect(await store.consents.history(v1.id)).toEqual([v1, v2, v3]);
+      });
+
+      it('update rejects a next version other than expectedVersion + 1, writing nothing', async () => {
+        const v1 = consent();
+        await store.consents.create(v1);
+        const v2 = next(v1);
+        await expect(store.consents.update({ ...v2, version: 3 }, 1)).rejects.toThrow(/expectedVersion \+ 1/);
+        await expect(store.consents.update({ ...v2, version: 1 }, 1)).rejects.toThrow(/expectedVersion \+ 1/);
+        await expect(store.consents.update({ ...v2, version: 1 }, 0)).rejects.toThrow(RangeError);
+        expect(await store.consents.history(v1.id)).toEqual([v1]);
+        // Still at version 1: the correct update goes through.
+        expect(await store.consents.update(v2, 1)).toBe(true);
+        expect(await store.consents.history(v1.id)).toEqual([v1, v2]);
+      });
+
+      it('lists the newest versions by grantor and by grantee, ordered by updatedAt then id', async () => {
+        const [patient, carer, other] = [fresh('patient'), fresh('carer'), fresh('carer')];
+        const base = fresh('consent');
+        const late = consent({ id: `${base}-c`, grantor: patient, grantee: carer, updatedAt: 30 });
+        const tieB = consent({ id: `${base}-b`, grantor: patient, grantee: carer, updatedAt: 10 });
+        const tieA = consent({ id: `${base}-a`, grantor: patient, updatedAt: 10 }); // invitation pending: no grantee
+        for (const c of [late, tieB, tieA]) expect(await store.consents.create(c)).toBe(true);
+
+        expect(await store.consents.listByGrantor(patient)).toEqual([tieA, tieB, late]);
+        expect(await store.consents.listByGrantee(carer)).toEqual([tieB, late]);
+
+        // The invitation is accepted: the consent moves into the carer's list, as its newest version.
+        const accepted = next(tieA, { grantee: carer, status: 'active', updatedAt: 40 });
+        expect(await store.consents.update(accepted, 1)).toBe(true);
+        expect(await store.consents.listByGrantee(carer)).toEqual([tieB, late, accepted]);
+        expect(await store.consents.listByGrantor(patient)).toEqual([tieB, late, accepted]);
+
+        // A lost race must not list the consent under the loser's grantee.
+        const loser = fresh('carer');
+        expect(await store.consents.update(next(tieA, { grantee: loser }), 1)).toBe(false);
+        expect(await store.consents.listByGrantee(loser)).toEqual([]);
+
+        // The grantee changes: it leaves the old list and joins the new one.
+        const moved = next(late, { grantee: other, updatedAt: 50 });
+        expect(await store.consents.update(moved, 1)).toBe(true);
+        expect(await store.consents.listByGrantee(carer)).toEqual([tieB, accepted]);
+        expect(await store.consents.listByGrantee(other)).toEqual([moved]);
+
+        // So does a changed grantor.
+        const newPatient = fresh('patient');
+        const handedOver = next(tieB, { grantor: newPatient });
+        expect(await store.consents.update(handedOver, 1)).toBe(true);
+        expect(await store.consents.listByGrantor(patient)).toEqual([accepted, moved]);
+        expect(await store.consents.listByGrantor(newPatient)).toEqual([handedOver]);
+        expect(await store.consents.listByGrantee(carer)).toEqual([handedOver, accepted]);
+
+        expect(await store.consents.listByGrantor(fresh('nobody'))).toEqual([]);
+        expect(await store.consents.listByGrantee(fresh('nobody'))).toEqual([]);
+      });
+
+      it('listEnding finds newest versions ending by a time, by status, in (endsAt, id) order, up to a limit', async () => {
+        // Statuses are opaque to the store; fresh ones keep this test apart from the others running alongside.
+        const [active, proposed, inactive] = [fresh('active'), fresh('proposed'), fresh('inactive')];
+        const base = fresh('consent');
+        const a100 = consent({ id: `${base}-1`, status: active, endsAt: 100 });
+        const a200y = consent({ id: `${base}-2y`, status: active, endsAt: 200 });
+        const a200x = consent({ id: `${base}-2x`, status: active, endsAt: 200 });
+        const a300 = consent({ id: `${base}-3`, status: active, endsAt: 300 });
+        const open = consent({ id: `${base}-4`, status: active });
+        const p150 = consent({ id: `${base}-5`, status: proposed, endsAt: 150 });
+        const i50 = consent({ id: `${base}-6`, status: inactive, endsAt: 50 });
+        for (const c of [a100, a200y, a200x, a300, open, p150, i50]) expect(await store.consents.create(c)).toBe(true);
+
+        expect(await store.consents.listEnding(200, [active], 100)).toEqual([a100, a200x, a200y]);
+        expect(await store.consents.listEnding(99, [active], 100)).toEqual([]);
+        expect(await store.consents.listEnding(1000, [active, proposed], 100)).toEqual([a100, p150, a200x, a200y, a300]);
+        expect(await store.consents.listEnding(1000, [active, proposed, active], 3)).toEqual([a100, p150, a200x]);
+        expect(await store.consents.listEnding(1000, [active], 1)).toEqual([a100]);
+        expect(await store.consents.listEnding(1000, [inactive], 100)).toEqual([i50]);
+        expect(await store.consents.listEnding(1000, [], 100)).toEqual([]);
+        expect(await store.consents.listEnding(1000, [active], 0)).toEqual([]);
+        expect(await store.consents.listEnding(1000, [fresh('unknown')], 100)).toEqual([]);
+
+        // Indexes follow the newest version: a status change moves it, a new endsAt moves it in time,
+        // a removed endsAt drops it.
+        const a100off = next(a100, { status: inactive });
+        const a300sooner = next(a300, { endsAt: 10 });
+        const a200xLater = next(a200x, { endsAt: 5000 });
+        const a200yOpen = next(a200y, { endsAt: undefined });
+        for (const c of [a100off, a300sooner, a200xLater, a200yOpen]) expect(await store.consents.update(c, 1)).toBe(true);
+
+        expect(await store.consents.listEnding(1000, [active], 100)).toEqual([a300sooner]);
+        expect(await store.consents.listEnding(1000, [inactive], 100)).toEqual([i50, a100off]);
+        expect(await store.consents.listEnding(5000, [active, inactive], 100)).toEqual([a300sooner, i50, a100off, a200xLater]);
+      });
+
+      it(`lets exactly one of ${PARALLEL} parallel updates from one version win`, async () => {
+        for (let round = 0; round < 3; round++) {
+          const v1 = consent({ status: 'proposed', endsAt: 1000 });
+          await store.consents.create(v1);
+          const candidates = Array.from({ length: PARALLEL }, (_, i) => next(v1, { grantee: fresh('carer'), status: 'active', endsAt: 1000 + i }));
+          const results = await parallel(PARALLEL, (i) => store.consents.update(candidates[i], 1));
+
+          const winners = candidates.filter((_, i) => results[i]);
+          expect(winners).toHaveLength(1);
+          const [winner] = winners;
+          expect(await store.consents.get(v1.id)).toEqual(winner);
+          expect(await store.consents.history(v1.id)).toEqual([v1, winner]);
+          expect(await store.consents.listByGrantor(v1.grantor)).toEqual([winner]);
+          const granteeLists = await Promise.all(candidates.map((c) => store.consents.listByGrantee(c.grantee ?? '')));
+          expect(granteeLists.filter((l) => l.length > 0)).toEqual([[winner]]);
+          // The next version can only be written from the winner's.
+          const v3 = next(winner);
+          expect(await store.consents.update(v3, 2)).toBe(true);
+          expect(await store.consents.history(v1.id)).toEqual([v1, winner, v3]);
+        }
+      });
+
+      it(`creates exactly one of ${PARALLEL} parallel consents with one id`, async () => {
+        const id = fresh('consent');
+        const candidates = Array.from({ length: PARALLEL }, () => consent({ id, grantee: fresh('carer') }));
+        const results = await parallel(PARALLEL, (i) => store.consents.create(candidates[i]));
+        const winners = candidates.filter((_, i) => results[i]);
+        expect(winners).toHaveLength(1);
+        expect(await store.consents.history(id)).toEqual(winners);
+        const grantorLists = await Promise.all(candidates.map((c) => store.consents.listByGrantor(c.grantor)));
+        expect(grantorLists.filter((l) => l.length > 0)).toEqual([winners]);
       });
     });
   });

@@ -4,10 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreUnavailableError } from '../../src/store/errors.ts';
 import { openStore } from '../../src/store/open.ts';
+import type { StoredConsent } from '../../src/store/contracts.ts';
 import { openRedisStore, parseRedisUrl, type RedisStore } from '../../src/store/redis/index.ts';
+import { createKeyspace } from '../../src/store/redis/keyspace.ts';
+import { keySlot } from '../../src/store/redis/slot.ts';
 import { freePort } from '../peers/ports.ts';
 import { redisAvailable, startRedis, type RedisPeer } from '../peers/redis.ts';
 import { storeContract } from './contract.ts';
@@ -207,6 +210,189 @@ describe.skipIf(!redisAvailable)('redis store', () => {
       await b.close();
       await peer.stop();
     }
+  });
+
+  it('computes hash slots as Redis Cluster does', async () => {
+    const peer = await startCluster();
+    const admin = new Redis({ port: peer.port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+    admin.on('error', () => {});
+    try {
+      const keys = createKeyspace('broker:');
+      const samples = [
+        'plain',
+        'a{b}c',
+        '{}x',
+        '{',
+        'x}{',
+        '}{x}',
+        'x{}{y}',
+        '{a}{b}',
+        'Zoë{✓ 猫}',
+        keys.consent('id:{1}'),
+        keys.consentVersions('id:{1}'),
+        keys.consentsByGrantor('acct'),
+        keys.consentsByGrantee('acct'),
+        keys.consentsEnding('active'),
+        ...Array.from({ length: 50 }, () => `k{${randomUUID()}}`),
+        ...Array.from({ length: 50 }, () => randomUUID()),
+      ];
+      for (const key of samples) expect(keySlot(key), key).toBe(await admin.call('CLUSTER', 'KEYSLOT', key));
+      // A consent's pointer and versions share one slot.
+      expect(keySlot(keys.consent('x'))).toBe(keySlot(keys.consentVersions('x')));
+    } finally {
+      admin.disconnect();
+      await peer.stop();
+    }
+  });
+
+  it('keeps consent compare-and-set atomic across two clients (standalone and cluster)', async () => {
+    const standalonePeer = await startRedis();
+    const clusterPeer = await startCluster();
+    try {
+      for (const url of [standalonePeer.url, `redis+cluster://127.0.0.1:${clusterPeer.port}`]) {
+        const p = prefix();
+        const [a, b] = [await opened(url, { prefix: p }), await opened(url, { prefix: p })];
+        try {
+          for (let round = 0; round < 5; round++) {
+            const v1: StoredConsent = { id: `consent-${round}`, version: 1, grantor: 'patient', status: 'proposed', record: 'v1', updatedAt: 1, endsAt: 10 };
+            const creates = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).consents.create({ ...v1, record: `v1-${i}` })));
+            expect(creates.filter(Boolean)).toHaveLength(1);
+            const created = { ...v1, record: `v1-${creates.indexOf(true)}` };
+            const results = await Promise.all(
+              Array.from({ length: 50 }, (_, i) =>
+                (i % 2 ? a : b).consents.update({ ...v1, version: 2, grantee: `carer-${round}-${i}`, status: 'active', record: `v2-${i}`, endsAt: 20 + i }, 1),
+              ),
+            );
+            expect(results.filter(Boolean), url).toHaveLength(1);
+            const winner = results.indexOf(true);
+            const expected = { ...v1, version: 2, grantee: `carer-${round}-${winner}`, status: 'active', record: `v2-${winner}`, endsAt: 20 + winner };
+            expect(await a.consents.get(v1.id)).toEqual(expected);
+            expect(await b.consents.history(v1.id)).toEqual([created, expected]);
+            const lists = await Promise.all(Array.from({ length: 50 }, (_, i) => a.consents.listByGrantee(`carer-${round}-${i}`)));
+            expect(lists.flat()).toEqual([expected]);
+            expect((await b.consents.listEnding(100, ['active'], 100)).filter((c) => c.id === v1.id)).toEqual([expected]);
+            expect((await b.consents.listEnding(100, ['proposed'], 100)).filter((c) => c.id === v1.id)).toEqual([]);
+          }
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      }
+    } finally {
+      await standalonePeer.stop();
+      await clusterPeer.stop();
+    }
+  });
+
+  describe('consent indexes in a cluster', () => {
+    let peer: RedisPeer;
+    let store: RedisStore;
+    let keys: ReturnType<typeof createKeyspace>;
+
+    beforeAll(async () => {
+      peer = await startCluster();
+      store = await opened(`redis+cluster://127.0.0.1:${peer.port}`);
+      keys = createKeyspace(store.prefix);
+    });
+
+    afterAll(async () => {
+      await store?.close();
+      await peer?.stop();
+    });
+
+    function consent(overrides: Partial<StoredConsent> = {}): StoredConsent {
+      return { id: `consent-${randomUUID()}`, version: 1, grantor: `patient-${randomUUID()}`, status: 'active', record: 'jws', updatedAt: 1, ...overrides };
+    }
+
+    /** A value whose key (made by `keyOf`) hashes to `slot`, so the store can update it in the record's script. */
+    function inSlot(slot: number, keyOf: (value: string) => string): string {
+      for (let i = 0; i < 2_000_000; i++) {
+        const value = `v-${i}-${randomUUID().slice(0, 8)}`;
+        if (keySlot(keyOf(value)) === slot) return value;
+      }
+      throw new Error('no value found for slot');
+    }
+
+    it('lists ignore entries that do not belong and remove them, but keep a concurrent writer\'s', async () => {
+      const c = consent({ grantee: `carer-${randomUUID()}`, endsAt: 100 });
+      expect(await store.consents.create(c)).toBe(true);
+      const r = store.redis;
+
+      // Left by a writer that lost its race or died after the CAS: score <= the current version.
+      const strayAccount = `carer-${randomUUID()}`;
+      const stray = keys.consentsByGrantee(strayAccount);
+      await r.zadd(stray, 1, c.id);
+      // Added by a writer of version 2 that has not reached its CAS yet.
+      const pendingAccount = `carer-${randomUUID()}`;
+      const pending = keys.consentsByGrantee(pendingAccount);
+      await r.zadd(pending, 2, c.id);
+      // Added by a create that has not reached its CAS yet (or died before it).
+      const orphanAccount = `patient-${randomUUID()}`;
+      await r.zadd(keys.consentsByGrantor(orphanAccount), 1, 'consent-not-yet');
+
+      expect(await store.consents.listByGrantee(strayAccount)).toEqual([]);
+      expect(await r.zscore(stray, c.id)).toBeNull();
+      expect(await store.consents.listByGrantee(pendingAccount)).toEqual([]);
+      expect(await r.zscore(pending, c.id)).toBe('2');
+      expect(await store.consents.listByGrantor(orphanAccount)).toEqual([]);
+      expect(await r.zscore(keys.consentsByGrantor(orphanAccount), 'consent-not-yet')).toBe('1');
+      expect(await store.consents.listByGrantee(c.grantee ?? '')).toEqual([c]);
+    });
+
+    it('listEnding never misses a consent whose index score a losing writer lowered, and drops stale members', async () => {
+      const status = `active-${randomUUID()}`;
+      const ending = keys.consentsEnding(status);
+      const r = store.redis;
+      const c = consent({ status, endsAt: 100 });
+      expect(await store.consents.create(c)).toBe(true);
+      const member = `${c.id}\u00001`;
+      expect(await r.zscore(ending, member)).toBe('100');
+
+      // A loser of a CAS race for version 1 pulled the score down (ZADD LT): still found exactly by endsAt.
+      await r.zadd(ending, 'LT', 40, member);
+      expect(await store.consents.listEnding(50, [status], 10)).toEqual([]);
+      expect(await r.zscore(ending, member)).toBe('100');
+      expect(await store.consents.listEnding(100, [status], 10)).toEqual([c]);
+
+      // Version 2; then a slow writer re-adds version 1's member, and a loser adds version 2 under another status.
+      const v2 = { ...c, version: 2, record: 'v2' };
+      expect(await store.consents.update(v2, 1)).toBe(true);
+      expect(await r.zscore(ending, member)).toBeNull();
+      await r.zadd(ending, 90, member);
+      const otherStatus = `inactive-${randomUUID()}`;
+      await r.zadd(keys.consentsEnding(otherStatus), 90, `${c.id}\u00002`);
+      expect(await store.consents.listEnding(100, [status, otherStatus], 10)).toEqual([v2]);
+      expect(await r.zscore(ending, member)).toBeNull();
+      expect(await r.zcard(keys.consentsEnding(otherStatus))).toBe(0);
+    });
+
+    it('updates index keys in the record\'s slot inside the CAS script and the others around it', async () => {
+      const id = `consent-${randomUUID()}`;
+      const slot = keySlot(keys.consent(id));
+      const sameSlotCarer = inSlot(slot, keys.consentsByGrantee);
+      const sameSlotStatus = inSlot(slot, keys.consentsEnding);
+      const otherCarer = `carer-${randomUUID()}`;
+      expect(keySlot(keys.consentsByGrantee(otherCarer))).not.toBe(slot);
+
+      const v1 = consent({ id, grantee: sameSlotCarer, status: sameSlotStatus, endsAt: 100 });
+      expect(await store.consents.create(v1)).toBe(true);
+      expect(await store.consents.listByGrantee(sameSlotCarer)).toEqual([v1]);
+      expect(await store.consents.listEnding(100, [sameSlotStatus], 10)).toEqual([v1]);
+
+      const v2 = { ...v1, version: 2, grantee: otherCarer, status: 'moved-away', record: 'v2' };
+      expect(await store.consents.update(v2, 1)).toBe(true);
+      expect(await store.redis.zscore(keys.consentsByGrantee(sameSlotCarer), id)).toBeNull();
+      expect(await store.consents.listByGrantee(sameSlotCarer)).toEqual([]);
+      expect(await store.consents.listByGrantee(otherCarer)).toEqual([v2]);
+      expect(await store.consents.listEnding(100, [sameSlotStatus], 10)).toEqual([]);
+
+      const v3 = { ...v2, version: 3, grantee: sameSlotCarer, status: sameSlotStatus, record: 'v3' };
+      expect(await store.consents.update(v3, 2)).toBe(true);
+      expect(await store.consents.listByGrantee(sameSlotCarer)).toEqual([v3]);
+      expect(await store.consents.listByGrantee(otherCarer)).toEqual([]);
+      expect(await store.consents.listEnding(100, [sameSlotStatus, 'moved-away'], 10)).toEqual([v3]);
+      expect(await store.consents.history(id)).toEqual([v1, v2, v3]);
+    });
   });
 
   it('keeps prefixes apart', async () => {

@@ -149,8 +149,112 @@ describe('sqlite store', () => {
     const path = tempDb();
     const stores = Array.from({ length: 3 }, () => openSqliteStore(path));
     await Promise.all(stores.map((s) => s.ping()));
-    expect(stores[0].db.prepare("SELECT version FROM schema_versions WHERE component = 'store'").get()).toEqual({ version: 1 });
+    expect(stores[0].db.prepare("SELECT version FROM schema_versions WHERE component = 'store'").get()).toEqual({ version: 2 });
     await Promise.all(stores.map((s) => s.close()));
+  });
+
+  it('adds the consent tables to a file made before them, keeping its data', async () => {
+    const path = tempDb();
+    const old = openSqliteStore(path);
+    await old.accounts.createAccount({ id: 'acct-1', createdAt: 1, sealedProfile: 'sealed' });
+    // Back to schema version 1: as a broker from before consents left the file.
+    old.db.exec("DROP TABLE consents; DROP TABLE consent_versions; UPDATE schema_versions SET version = 1 WHERE component = 'store'");
+    await old.close();
+
+    const store = openSqliteStore(path);
+    try {
+      expect(store.db.prepare("SELECT version FROM schema_versions WHERE component = 'store'").get()).toEqual({ version: 2 });
+      expect(await store.accounts.getAccount('acct-1')).toEqual({ id: 'acct-1', createdAt: 1, sealedProfile: 'sealed' });
+      const c = { id: 'c1', version: 1, grantor: 'acct-1', status: 'active', record: 'jws', updatedAt: 1 };
+      expect(await store.consents.create(c)).toBe(true);
+      expect(await store.consents.listByGrantor('acct-1')).toEqual([c]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('commits consent writes with synchronous=FULL and puts NORMAL back', async () => {
+    const store = openSqliteStore(tempDb());
+    try {
+      const seen: unknown[] = [];
+      // Observe the setting inside the transaction: wrap the statement cache's first consent statement.
+      const prepare = store.db.prepare.bind(store.db);
+      store.db.prepare = ((sql: string) => {
+        if (sql.startsWith('SELECT version FROM consents')) seen.push(prepare('PRAGMA synchronous').get()?.synchronous);
+        return prepare(sql);
+      }) as typeof store.db.prepare;
+      const c = { id: 'c1', version: 1, grantor: 'a', status: 'active', record: 'jws', updatedAt: 1 };
+      expect(await store.consents.create(c)).toBe(true);
+      expect(seen).toEqual([2]);
+      expect(store.db.prepare('PRAGMA synchronous').get()).toEqual({ synchronous: 1 });
+      expect(await store.consents.update({ ...c, version: 2 }, 1)).toBe(true);
+      expect(await store.consents.update({ ...c, version: 2 }, 1)).toBe(false);
+      expect(store.db.prepare('PRAGMA synchronous').get()).toEqual({ synchronous: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('lets one of 50 consent updates from one version through across two handles on one file', async () => {
+    const path = tempDb();
+    const [a, b] = [openSqliteStore(path), openSqliteStore(path)];
+    try {
+      for (let round = 0; round < 5; round++) {
+        const v1 = { id: `consent-${round}`, version: 1, grantor: 'patient', status: 'proposed', record: 'v1', updatedAt: 1 };
+        expect(await a.consents.create(v1)).toBe(true);
+        expect(await b.consents.create({ ...v1, record: 'again' })).toBe(false);
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).consents.update({ ...v1, version: 2, grantee: `carer-${i}`, record: `v2-${i}` }, 1)),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true);
+        expect(await b.consents.get(v1.id)).toMatchObject({ version: 2, grantee: `carer-${winner}` });
+        expect((await a.consents.history(v1.id)).map((c) => c.record)).toEqual(['v1', `v2-${winner}`]);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('keeps consent compare-and-set atomic across processes', async () => {
+    const path = tempDb();
+    const ids = Array.from({ length: 20 }, (_, i) => `consent-${i}`);
+    const seed = openSqliteStore(path);
+    for (const id of ids) await seed.consents.create({ id, version: 1, grantor: 'patient', status: 'proposed', record: 'v1', updatedAt: 1 });
+    await seed.close();
+
+    const module = pathToFileURL(join(import.meta.dirname, '../../src/store/sqlite/index.ts')).href;
+    const startAt = Date.now() + 1500;
+    const child = (n: number): string => `
+      const { openSqliteStore } = await import(${JSON.stringify(module)});
+      const store = openSqliteStore(${JSON.stringify(path)}, { busyTimeoutMs: 5000 });
+      const ids = ${JSON.stringify(ids)};
+      await new Promise((r) => setTimeout(r, ${startAt} - Date.now()));
+      const won = [];
+      for (const id of ids) {
+        const next = { id, version: 2, grantor: 'patient', grantee: 'carer-${n}', status: 'active', record: 'v2-${n}', updatedAt: 2 };
+        if (await store.consents.update(next, 1)) won.push(id + '=' + ${n});
+      }
+      await store.close();
+      process.stdout.write(JSON.stringify(won));
+    `;
+    const outputs = await Promise.all(
+      Array.from({ length: 4 }, (_, n) => run(process.execPath, ['--input-type=module', '--no-warnings', '-e', child(n)], { timeout: 20_000 })),
+    );
+    const won = outputs.flatMap(({ stdout }) => JSON.parse(stdout) as string[]);
+    expect(won.map((w) => w.split('=')[0]).sort()).toEqual([...ids].sort());
+
+    const check = openSqliteStore(path);
+    try {
+      for (const w of won) {
+        const [id, n] = w.split('=');
+        expect((await check.consents.history(id)).map((c) => c.record)).toEqual(['v1', `v2-${n}`]);
+        expect((await check.consents.listByGrantee(`carer-${n}`)).map((c) => c.id)).toContain(id);
+      }
+    } finally {
+      await check.close();
+    }
   });
 });
 
