@@ -23,6 +23,8 @@ import { saveGrantContext, type GrantContext } from './grant-context.ts';
 const TX_MODEL = 'LoginTransaction';
 /** A signed-in user who still has to choose (a staff role, or whom to act for) before the login finishes. */
 const PENDING_MODEL = 'PendingLoginChoice';
+/** A verified upstream identity between the callback and the interaction's own path (single use, 2 minutes). */
+const VERIFIED_MODEL = 'VerifiedUpstreamLogin';
 /** Marks a transaction that is already a step-up, so a still-weak login ends instead of looping. */
 const STEP_UP = '__stepUp';
 const TX_TTL = 600;
@@ -210,7 +212,6 @@ export function interactionRoutes(options: InteractionOptions): Router {
       throw new LoginFailedError(`${connector.id}: unknown, used or foreign transaction`);
     }
     const tx = stored as unknown as LoginTransaction;
-    await details(ctx, tx.interactionUid);
     let identity: UpstreamIdentity;
     try {
       identity = await connector.complete(ctx, tx);
@@ -221,7 +222,26 @@ export function interactionRoutes(options: InteractionOptions): Router {
       }
       throw err;
     }
-    const d = await details(ctx, tx.interactionUid);
+    // The interaction cookie is scoped to /interaction/<uid> (and a cross-site POST from a SAML IdP
+    // would not carry it anyway), so the verified identity is parked and the browser is sent to a GET
+    // under the interaction's path. There its cookie proves it is the browser that started the login;
+    // an identity injected into someone else's browser goes nowhere.
+    const handoff = randomBytes(24).toString('base64url');
+    await store.oidc.upsert(VERIFIED_MODEL, handoff, { interactionUid: tx.interactionUid, connectorId: connector.id, stepUp: tx.state[STEP_UP] === '1', identity: { ...identity } }, 120);
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${encodeURIComponent(tx.interactionUid)}/upstream-done?login=${handoff}`);
+  }
+
+  /** Second half of the callback, on the interaction's path: binding check, mapping, step-up, account, choices. */
+  async function upstreamDone(ctx: Context): Promise<void> {
+    const d = await details(ctx, ctx.params.uid);
+    const handoff = typeof ctx.query.login === 'string' && ctx.query.login.length <= 64 ? ctx.query.login : '';
+    const parked = handoff ? await store.oidc.find(VERIFIED_MODEL, handoff) : undefined;
+    if (!parked || parked.interactionUid !== d.uid || !(await store.oidc.consume(VERIFIED_MODEL, handoff))) throw new LoginFailedError('upstream login hand-off unknown, used or for another browser');
+    const connector = byId.get(String(parked.connectorId));
+    if (!connector) throw new LoginFailedError('upstream login hand-off names an unknown connector');
+    const identity = parked.identity as UpstreamIdentity;
+    const tx = { state: parked.stepUp ? { [STEP_UP]: '1' } : {} };
     const clientId = d.params.client_id as string;
     const settings = options.upstreamSettings(connector.id);
     let profile: Record<string, unknown>;
@@ -259,6 +279,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
     }
     await chooseActingOrFinish(ctx, d, resolved.accountId, identity, role);
   }
+  router.get('/interaction/:uid/upstream-done', upstreamDone);
   router.get('/upstream/:connector/callback', callback);
   router.post('/upstream/:connector/callback', callback);
 

@@ -337,12 +337,20 @@ describe('interaction endpoints', () => {
     const toUpstream = await ua.postForm(`${tb.base}/interaction/${uid}/login`, { upstream: 'demo', csrf });
     const page = await (await ua.get(location(toUpstream, tb.base))).text();
     const form = { state: hiddenField(page, 'state'), secret: hiddenField(page, 'secret'), persona: 'patient' };
-    await createsNothing(db, async () => {
-      const res = await postForm(`${tb.base}/upstream/demo/callback`, form);
-      expectNo5xx(res, 'foreign browser');
-      expect(res.headers.get('location')).toBeNull();
-      expect(res.headers.getSetCookie().some((c) => c.startsWith('_session='))).toBe(false);
-    });
+    const before = db.snapshot();
+    // The verified upstream answer is parked for the interaction (a short-lived hand-off record)...
+    const res = await postForm(`${tb.base}/upstream/demo/callback`, form);
+    expect(res.status).toBe(303);
+    expect(res.headers.getSetCookie().some((c) => c.startsWith('_session='))).toBe(false);
+    // ...but only the browser holding the interaction cookie can pick it up.
+    const done = await fetch(new URL(res.headers.get('location')!, tb.base), { redirect: 'manual' });
+    expect(done.status).toBe(400);
+    expect(done.headers.get('location')).toBeNull();
+    expect(done.headers.getSetCookie().some((c) => c.startsWith('_session='))).toBe(false);
+    const after = db.snapshot();
+    delete after['oidc:VerifiedUpstreamLogin'];
+    delete before['oidc:VerifiedUpstreamLogin'];
+    expect(after).toEqual(before);
   });
 });
 
