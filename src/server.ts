@@ -20,6 +20,7 @@ import type { Connector } from './identity/upstream.ts';
 import { ensureKeys, keyEpoch, privateJwks, publicJwks } from './oidc/keys.ts';
 import { buildProvider } from './oidc/provider.ts';
 import { contextClaims, loadGrantContext } from './oidc/grant-context.ts';
+import { endAccountSessions } from './oidc/account-grants.ts';
 import type { ConnectorDeps } from './identity/upstream.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
 import { mountProvider, PROVIDER_PATHS, retryAfterOn503 } from './oidc/mount.ts';
@@ -183,7 +184,12 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   const deps: ConnectorDeps = {
     issuer,
     replay: store.replay,
-    onUpstreamLogout: async (event) => log.info({ provider: event.provider }, 'upstream logout received'),
+    onUpstreamLogout: async (event) => {
+      const link = event.subject ? await store.accounts.findLink(event.provider, event.subject) : undefined;
+      const revoked = link ? await endAccountSessions(store, link.accountId, config.tokens.refreshTokenTTL) : 0;
+      log.info({ provider: event.provider, matched: Boolean(link), grantsRevoked: revoked }, 'upstream logout');
+      audit({ type: 'token.revoked', outcome: 'success', subject: link?.accountId, details: { reason: 'upstream logout', provider: event.provider, grants: revoked } });
+    },
     allowInsecureUpstream: options.allowInsecureUpstreams ?? false,
   };
   const connectors: Connector[] = [...(options.connectors ?? [])];
@@ -249,7 +255,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     const profile = await accounts.getProfile(sub);
     if (!profile) return undefined;
     const context = contextClaims(await loadGrantContext(store, token?.grantId));
-    return { accountId: sub, claims: async () => ({ sub, ...profile, ...context }) };
+    // sub last: no upstream claim can replace the account id.
+    return { accountId: sub, claims: async () => ({ ...profile, ...context, sub }) };
   };
 
   const makeProvider = (): Provider => {

@@ -14,6 +14,7 @@ import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts'
 import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
 import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
+import { rememberGrant } from './account-grants.ts';
 
 // The broker's interaction pages: the login chooser, the hand-off to an upstream connector and back,
 // and consent for third-party clients. Every POST carries a CSRF token bound to the interaction, and
@@ -111,6 +112,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
       if (refused.length) grant.rejectResourceScope(indicator, refused.join(' '));
     }
     const grantId = await grant.save();
+    await rememberGrant(store, accountId, grantId, options.grantTTL);
     if (context) await saveGrantContext(store, grantId, context, options.grantTTL);
     await finish(ctx, { consent: { grantId } });
   }

@@ -1,4 +1,4 @@
-import Provider, { errors, type Configuration, type KoaContextWithOIDC, type ClientMetadata, type FindAccount, type JWKS } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC, type ClientMetadata, type FindAccount, type JWKS } from 'oidc-provider';
 import type { BrokerConfig, ClientConfig, ResourceConfig } from '../config/schema.ts';
 import type { Store } from '../store/contracts.ts';
 import { createHash } from 'node:crypto';
@@ -7,6 +7,7 @@ import { createJwtLookup, GRANT_ID_CLAIM } from './jwt-introspection.ts';
 import type { JSONWebKeySet } from 'jose';
 import { ACR_VALUES } from '../identity/assurance.ts';
 import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
+import { sessionEnded } from './account-grants.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
 // are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
@@ -56,6 +57,19 @@ export function toClientMetadata(c: ClientConfig): ClientMetadata {
 
 export function maxAccessTokenTTL(config: BrokerConfig): number {
   return Math.max(config.tokens.userAccessTokenTTL, 600, ...config.resources.map((r) => r.accessTokenTTL));
+}
+
+/** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO) must log in again. */
+function loginPolicy(store: Store) {
+  const policy = interactionPolicy.base();
+  policy.get('login')!.checks.add(
+    new interactionPolicy.Check('upstream_logout', 'the upstream identity provider ended this session', async (ctx) => {
+      const { session } = ctx.oidc;
+      if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      return (await sessionEnded(store, session.accountId, session.loginTs)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+  return policy;
 }
 
 export function buildProvider(options: ProviderOptions): Provider {
@@ -128,7 +142,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       Session: config.tokens.sessionTTL,
       Interaction: 600,
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store) },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
