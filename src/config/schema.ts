@@ -149,9 +149,9 @@ export const configSchema = z
         tokenPerIp: z.number().int().min(0).default(3000),
         tokenPerClient: z.number().int().min(0).default(6000),
         /** Requests per minute to the login pages and upstream callbacks, per IP. */
-        loginPerIp: z.number().int().min(0).default(300),
+        loginPerIp: z.number().int().min(0).default(1200),
       })
-      .default({ tokenPerIp: 3000, tokenPerClient: 6000, loginPerIp: 300 }),
+      .default({ tokenPerIp: 3000, tokenPerClient: 6000, loginPerIp: 1200 }),
     delegation: z
       .strictObject({
         /** Legal bases that only staff may record (after verifying the relationship). */
