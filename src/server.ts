@@ -359,7 +359,11 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     grantTTL: config.tokens.refreshTokenTTL,
     actingOptions: async (accountId) => {
       const now = Date.now();
-      const active = (await delegation.listForGrantee(accountId)).filter((r) => r.status === 'active' && Date.parse(r.period.start) <= now && (!r.period.end || Date.parse(r.period.end) > now));
+      const active = (await delegation.listForGrantee(accountId).catch((err: unknown) => {
+        // A record failing its signature must not stop the carer signing in; it is reported and skipped.
+        log.error({ err, accountId }, 'delegations of this account could not all be verified');
+        return [];
+      })).filter((r) => r.status === 'active' && Date.parse(r.period.start) <= now && (!r.period.end || Date.parse(r.period.end) > now));
       return Promise.all(active.map(async (r) => ({ consentId: r.id, patient: r.grantor, label: String((await accounts.getProfile(r.grantor))?.name ?? 'a person who gave you access') })));
     },
     narrowToConsent: async (consentId, scopes) => {
@@ -385,7 +389,22 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
 
   const authenticateApi = createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay });
   app.use(revocationStream(bus, authenticateApi).routes());
-  app.use(accountRoutes({ issuer, clientSecret: accountClientSecret, cookieKey: subkey(kek[0], 'account-session'), secureCookies, delegation, accounts, ledger, authenticateApi, log }).routes());
+  app.use(
+    accountRoutes({
+      issuer,
+      clientSecret: accountClientSecret,
+      cookieKey: subkey(kek[0], 'account-session'),
+      secureCookies,
+      delegation,
+      accounts,
+      ledger,
+      authenticateApi,
+      log,
+      staffRules: { staffRoleCodes: config.delegation.staffRoleCodes, staffMinimumAal: config.delegation.staffMinimumAal },
+      allowedLevels: config.delegation.allowedLevels,
+      findAccountByNhsNumber: (nhsNumber) => accounts.findByIdentifier('nhs_number', nhsNumber),
+    }).routes(),
+  );
 
   if (config.profile === 'demo') {
     const web = config.clients.find((c) => c.client_id === DEMO_WEB_CLIENT);

@@ -297,7 +297,8 @@ export function fromVrsConsent(resource: unknown, options: FhirOptions): Importe
   if (!legalBasis) throw new FhirMappingError(422, 'INVALID_LEGAL_BASIS_CODE', `policyRule must carry a known ${LEGAL_BASIS_SYSTEM} code${basisCoding?.code ? `, not ${basisCoding.code}` : ''}`);
 
   const reasonCode = c.extension?.find((e) => e.url === STATUS_REASON_EXTENSION)?.valueCodeableConcept?.coding?.find((x) => x.system === STATUS_REASON_SYSTEM)?.code;
-  if (reasonCode !== undefined && reasonCode !== 'ROLE_CREATED' && reasonCode !== 'ROLE_ACTIVATED' && reasonCode !== 'ROLE_REACTIVATED') {
+  // VRS's reasons for an active role, and the broker's own ROLE_CHANGED (an active role whose access changed).
+  if (reasonCode !== undefined && !['ROLE_CREATED', 'ROLE_ACTIVATED', 'ROLE_REACTIVATED', 'ROLE_CHANGED'].includes(reasonCode)) {
     throw new FhirMappingError(422, 'INVALID_PARAMETER', `status reason ${reasonCode} does not describe an active role`);
   }
   const grantor = c.extension?.find((e) => e.url === GRANTOR_EXTENSION)?.valueReference?.identifier;

@@ -170,7 +170,8 @@ export class DelegationService {
         prev: null,
       });
       const jws = await this.#sign(record);
-      await this.#store.oidc.upsert(INVITATION_MODEL, hashOf(code), { consentId: record.id }, this.#policy.invitationTTL);
+      // The handle outlives the invitation by a day, so an expired code gets a clear "expired" answer.
+      await this.#store.oidc.upsert(INVITATION_MODEL, hashOf(code), { consentId: record.id }, this.#policy.invitationTTL + 86_400);
       if (!(await this.#store.consents.create(this.#toStored(record, jws)))) throw new DelegationError('conflict', 'consent id collision');
       await this.#events.onEvent?.('consent.proposed', record, patient.accountId, 'success', { legalBasis, access });
       return { record, code };
@@ -334,12 +335,26 @@ export class DelegationService {
     return out;
   }
 
+  /** Verified records; one that fails verification is left out and reported, so it cannot hide the others. */
+  async #openAll(stored: StoredConsent[]): Promise<ConsentRecord[]> {
+    const out: ConsentRecord[] = [];
+    for (const s of stored) {
+      try {
+        out.push((await this.#open(s)).record);
+      } catch (err) {
+        if (!(err instanceof DelegationError)) throw err;
+        await this.#events.onEvent?.('consent.refused', undefined, 'system', 'failure', { consent: s.id, code: err.code, reason: err.message });
+      }
+    }
+    return out;
+  }
+
   async listForPatient(accountId: string): Promise<ConsentRecord[]> {
-    return Promise.all((await this.#store.consents.listByGrantor(accountId)).map(async (s) => (await this.#open(s)).record));
+    return this.#openAll(await this.#store.consents.listByGrantor(accountId));
   }
 
   async listForGrantee(accountId: string): Promise<ConsentRecord[]> {
-    return Promise.all((await this.#store.consents.listByGrantee(accountId)).map(async (s) => (await this.#open(s)).record));
+    return this.#openAll(await this.#store.consents.listByGrantee(accountId));
   }
 
   /**

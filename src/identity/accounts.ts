@@ -99,6 +99,11 @@ export class AccountService {
     return { accountId, created: true, profile };
   }
 
+  /** The account holding a verified identifier (e.g. an NHS number from a P9 login), if any. */
+  async findByIdentifier(kind: string, value: string): Promise<string | undefined> {
+    return this.#store.findByIdentifier(kind, this.#sealer.blindIndex(value, `identifier:${kind}`));
+  }
+
   async links(accountId: string) {
     return this.#store.listLinks(accountId);
   }

@@ -86,8 +86,8 @@ export function interactionRoutes(options: InteractionOptions): Router {
     return options.connectors.filter((c) => !allow || allow.includes(c.id));
   }
 
-  async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const returnTo = await options.provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+  async function finish(ctx: Context, result: InteractionResults, merge = false): Promise<void> {
+    const returnTo = await options.provider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
     // 303 so a browser never re-posts a form to the next hop (RFC 9700 4.12).
     ctx.status = 303;
     ctx.redirect(returnTo);
@@ -114,7 +114,8 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const grantId = await grant.save();
     await rememberGrant(store, accountId, grantId, options.grantTTL);
     if (context) await saveGrantContext(store, grantId, context, options.grantTTL);
-    await finish(ctx, { consent: { grantId } });
+    // Merged with the login of this authorization: with prompt=login the login must still count.
+    await finish(ctx, { consent: { grantId } }, true);
   }
 
   router.get('/interaction/:uid', async (ctx) => {

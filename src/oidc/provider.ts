@@ -227,11 +227,14 @@ export function buildProvider(options: ProviderOptions): Provider {
     clientBasedCORS: (_ctx, origin, client) => (clientsById.get(client.clientId)?.allowedOrigins ?? []).includes(origin),
     renderError: options.pages.renderError,
     loadExistingGrant: async (ctx) => {
-      const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(ctx.oidc.client!.clientId);
-      if (!grantId) return undefined;
-      const context = (ctx.oidc.result as { broker?: GrantContext } | undefined)?.broker;
+      const result = ctx.oidc.result as { consent?: { grantId?: string }; broker?: GrantContext } | undefined;
+      // The grant the consent step just made (or the user just approved).
+      if (result?.consent?.grantId) return ctx.oidc.provider.Grant.find(result.consent.grantId);
+      const context = result?.broker;
       // Acting for someone always starts a fresh grant, narrowed to that consent at the consent step.
       if (context?.actAs) return undefined;
+      const grantId = ctx.oidc.session?.grantIdFor(ctx.oidc.client!.clientId);
+      if (!grantId) return undefined;
       const grant = await ctx.oidc.provider.Grant.find(grantId);
       // A new login on an existing grant (no consent step) still updates the role and assurance.
       if (grant && context) await saveGrantContext(store, grantId, context, config.tokens.refreshTokenTTL);

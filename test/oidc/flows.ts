@@ -80,6 +80,11 @@ export function oidcFlows(backend: string, storeUrl: () => Promise<string | unde
       expect(tokens.refresh_token).toBeTruthy();
     });
 
+    it('prompt=login (forced re-authentication) completes instead of looping', async () => {
+      const { back } = await codeFor('patient', { prompt: 'login consent' });
+      expect(back.searchParams.get('code')).toBeTruthy();
+    });
+
     it('refresh tokens rotate on every use, and reuse revokes the whole grant', async () => {
       const first = await tokensFor('carer');
       const second = await oc.refreshTokenGrant(web, first.refresh_token!);

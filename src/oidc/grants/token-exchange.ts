@@ -1,12 +1,30 @@
 import type Provider from 'oidc-provider';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { X509Certificate } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
-import type { BrokerConfig } from '../../config/schema.ts';
+import type { BrokerConfig, ResourceConfig } from '../../config/schema.ts';
+import { ConfigError } from '../../config/load.ts';
+import { exchangeConfigProblems, TOKEN_EXCHANGE_GRANT } from '../../config/exchange.ts';
 import type { Store } from '../../store/contracts.ts';
 import type { Ledger } from '../../audit/index.ts';
 import type { BrokerMetrics } from '../../web/metrics.ts';
 import type { DelegationHooks } from '../provider.ts';
+import { compilePolicy } from '../../exchange/policy.ts';
+import { checkRequest, explain } from '../../exchange/pipeline.ts';
+import { parseExchangeParams, EXCHANGE_PARAMETERS, REPEATABLE_PARAMETERS, type ExchangeParams } from '../../exchange/params.ts';
+import { toExchangeRequest, explainExchange, type ExchangeExplanation } from '../../exchange/explain.ts';
+import { IssuerUnavailable, TokenRejected } from '../../exchange/errors.ts';
+import { actChain, innermostActorOf } from '../../exchange/act.ts';
+import { TOKEN_TYPE_URN, type Decision, type OAuthErrorCode, type PresentedToken, type TokenPlan } from '../../exchange/types.ts';
+import { createExchangeVerifier, tokenRef, type ExchangeVerifier } from './token-exchange/verify.ts';
+import { DpopError, readDpopProof, useDpopProof } from './token-exchange/dpop.ts';
 
-// RFC 8693 token exchange as an oidc-provider grant type (issue 7). To be filled in.
+// RFC 8693 token exchange as an oidc-provider grant type (issue 7). oidc-provider authenticates the
+// client first (private_key_jwt with the atomic jti check, or mTLS); then, here: parse, verify the
+// subject and actor tokens (token-exchange/verify.ts), let the policy decide (src/exchange, pure),
+// and mint an access token bound to one resource, with the act chain extended by the caller. Every
+// decision, allow or deny, is audited and counted; failures before this handler (client
+// authentication) are audited from the grant.error event.
 
 export interface TokenExchangeDeps {
   config: BrokerConfig;
@@ -15,6 +33,280 @@ export interface TokenExchangeDeps {
   delegation: DelegationHooks & { consentActive(consentId: string): Promise<boolean> };
   ledger: Ledger;
   metrics: BrokerMetrics;
+  /** NODE_ENV comes from here (default process.env): allowInsecureJwksUris is refused in production. */
+  env?: NodeJS.ProcessEnv;
+  /** The client certificate of an mTLS request (the same function as features.mTLS.getCertificate). */
+  clientCertificate?: (ctx: KoaContextWithOIDC) => X509Certificate | string | undefined;
+  /** Audit appends that fail after a denial was answered. */
+  onAuditError?: (err: unknown) => void;
 }
 
-export function registerTokenExchange(_provider: Provider, _deps: TokenExchangeDeps): void {}
+export { TOKEN_EXCHANGE_GRANT };
+
+// ---------------------------------------------------------------------------------------------------
+// Hooks for provider.ts
+
+/** Claims of tokens minted by this grant, handed to oidc-provider through extraTokenClaims. */
+const exchangedClaims = new WeakMap<object, Record<string, unknown>>();
+
+/**
+ * For provider.ts `extraTokenClaims`: the claims of a token this grant is minting (act chain, consent,
+ * assurance), or undefined for every other token. oidc-provider replaces a token's `extra` with what
+ * extraTokenClaims returns, so this is the only way they reach the token.
+ */
+export function exchangedTokenClaims(token: object): Record<string, unknown> | undefined {
+  return exchangedClaims.get(token);
+}
+
+/**
+ * For provider.ts introspection `allowedPolicy`: whether a token derived from a consent or a grant is
+ * still backed by it. The consent's grantee is the carer at the root of the act chain (for a token
+ * exchanged by a service the outermost actor is the service, not the carer).
+ */
+export async function derivedTokenActive(provider: Provider, delegation: Pick<DelegationHooks, 'stillActive'>, extra: unknown): Promise<boolean> {
+  if (!extra || typeof extra !== 'object') return true;
+  const { consent_id: consentId, origin_grant_id: originGrantId, act } = extra as Record<string, unknown>;
+  if (typeof consentId === 'string' && !(await delegation.stillActive(consentId, innermostActorOf(act)))) return false;
+  if (typeof originGrantId === 'string' && !(await provider.Grant.find(originGrantId))) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Errors
+
+type AnswerCode = OAuthErrorCode | 'invalid_dpop_proof' | 'temporarily_unavailable';
+
+function oauthError(code: AnswerCode, description: string): errors.OIDCProviderError {
+  const status = code === 'invalid_client' ? 401 : code === 'temporarily_unavailable' ? 503 : 400;
+  const err = new errors.OIDCProviderError(status, code);
+  err.error_description = description;
+  err.expose = true;
+  return err;
+}
+
+class Refusal extends Error {
+  readonly code: AnswerCode;
+  readonly check: string;
+  readonly rule?: string;
+  constructor(code: AnswerCode, check: string, description: string, rule?: string) {
+    super(description);
+    this.code = code;
+    this.check = check;
+    this.rule = rule;
+  }
+}
+
+function refusalOf(err: unknown): Refusal | undefined {
+  if (err instanceof Refusal) return err;
+  if (err instanceof TokenRejected) return new Refusal(err.error, err.check, `${err.message} (check ${err.check})`);
+  if (err instanceof IssuerUnavailable) return new Refusal('temporarily_unavailable', 'jwks', `${err.message}; try again shortly (check jwks)`);
+  if (err instanceof DpopError) return new Refusal('invalid_dpop_proof', 'dpop', `${err.message} (check dpop)`);
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Audit
+
+interface AuditFacts {
+  clientId?: string;
+  params?: ExchangeParams;
+  subject?: PresentedToken;
+  actor?: PresentedToken;
+  plan?: TokenPlan;
+  tokenJti?: string;
+  dpop?: boolean;
+  refusal?: Refusal;
+}
+
+function auditEntry(facts: AuditFacts): Parameters<Ledger['append']>[0] {
+  const { params, subject, actor, plan, refusal } = facts;
+  const details: Record<string, unknown> = {
+    decision: refusal ? 'deny' : 'allow',
+    rule: plan?.rule ?? refusal?.rule ?? null,
+    check: refusal?.check ?? null,
+    error: refusal?.code ?? null,
+    error_description: refusal?.message ?? null,
+    subject_token_type: params?.subjectTokenType ?? null,
+    subject_issuer: subject?.issuer ?? null,
+    subject_ref: subject?.ref ?? null,
+    actor_token_type: params?.actorTokenType ?? null,
+    actor_issuer: actor?.issuer ?? null,
+    actor_ref: actor?.ref ?? null,
+    requested_resource: params ? [...params.resources, ...params.audiences] : null,
+    requested_scope: params?.scopes?.join(' ') ?? null,
+  };
+  if (plan) {
+    Object.assign(details, {
+      aud: plan.resource,
+      scope: plan.scopes.join(' '),
+      expires_in: plan.lifetime,
+      act: actChain(plan.act),
+      token_ref: facts.tokenJti ? tokenRef(facts.tokenJti) : null,
+      sender_constrained: Boolean(facts.dpop),
+      refresh_token_issued: false,
+    });
+  }
+  return {
+    type: 'token.exchanged',
+    outcome: refusal ? 'failure' : 'success',
+    client: facts.clientId,
+    subject: subject?.sub,
+    actor: plan ? plan.act.sub : (actor?.sub ?? facts.clientId),
+    consent: subject?.consentId,
+    details: JSON.parse(JSON.stringify(details)) as Record<string, never>,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The grant
+
+function resourceServerFor(provider: Provider, resource: ResourceConfig, lifetime: number) {
+  return new provider.ResourceServer(resource.identifier, {
+    scope: resource.scopes.join(' '),
+    audience: resource.identifier,
+    accessTokenTTL: lifetime,
+    accessTokenFormat: resource.format,
+    jwt: { sign: { alg: resource.signingAlg } },
+  });
+}
+
+export function registerTokenExchange(provider: Provider, deps: TokenExchangeDeps): void {
+  const problems = exchangeConfigProblems(deps.config, deps.env ?? process.env);
+  if (problems.length) throw new ConfigError(problems);
+  const policy = compilePolicy(deps.config);
+  const resources = new Map(deps.config.resources.map((r) => [r.identifier, r]));
+  const verifier = createExchangeVerifier({ exchange: deps.config.exchange, publicJwks: deps.publicJwks, replay: deps.store.replay, delegation: deps.delegation });
+  const reached = new WeakSet<object>();
+  const report = deps.onAuditError ?? (() => {});
+
+  const record = (facts: AuditFacts): Promise<unknown> => {
+    deps.metrics.exchanges.inc({ decision: facts.refusal ? 'deny' : 'allow' });
+    return deps.ledger.append(auditEntry(facts));
+  };
+
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT,
+    async (ctx) => {
+      reached.add(ctx);
+      const { client } = ctx.oidc;
+      const facts: AuditFacts = { clientId: client.clientId };
+      try {
+        const params = parseExchangeParams(ctx.oidc.params);
+        facts.params = params;
+        const request = toExchangeRequest(params, client.clientId, provider.issuer);
+        // Who may exchange at all, before any token is looked at.
+        const early = checkRequest(request, policy);
+        if (early) throw new Refusal(early.error, early.check, early.error_description, early.rule);
+
+        const dpop = await readDpopProof(ctx);
+        if (!dpop && client.dpopBoundAccessTokens) throw new Refusal('invalid_dpop_proof', 'dpop', 'DPoP proof JWT not provided (check dpop)');
+        const certificate = client.tlsClientCertificateBoundAccessTokens ? deps.clientCertificate?.(ctx) : undefined;
+        if (client.tlsClientCertificateBoundAccessTokens && !certificate) throw new Refusal('invalid_grant', 'mtls', 'mutual TLS client certificate not provided (check mtls)');
+
+        facts.subject = await verifier.verify(provider, params.subjectToken, params.subjectTokenType, 'subject_token');
+        if (params.actorToken && params.actorTokenType) facts.actor = await verifier.verify(provider, params.actorToken, params.actorTokenType, 'actor_token');
+
+        const decision: Decision = explain(request, facts.subject, facts.actor, policy).decision;
+        if (decision.decision === 'deny') throw new Refusal(decision.error, decision.check, decision.error_description, decision.rule);
+        const plan = decision.token;
+        facts.plan = plan;
+
+        const resource = resources.get(plan.resource)!;
+        // No grantId: an exchanged token belongs to no oidc-provider grant of the caller (the types
+        // insist on one; oidc-provider does not). What it derives from is in origin_grant_id.
+        const token = new provider.AccessToken({
+          client,
+          accountId: plan.sub,
+          gty: 'token_exchange',
+          scope: plan.scopes.join(' '),
+          expiresIn: plan.lifetime,
+          resourceServer: resourceServerFor(provider, resource, plan.lifetime),
+        } as unknown as ConstructorParameters<Provider['AccessToken']>[0]);
+        exchangedClaims.set(token, { ...plan.claims, act: plan.act });
+        if (dpop) {
+          if (!(await useDpopProof(provider, client.clientId, dpop))) throw new Refusal('invalid_dpop_proof', 'dpop', 'DPoP proof JWT Replay detected (check dpop)');
+          token.setThumbprint('jkt', dpop.thumbprint);
+          facts.dpop = true;
+        }
+        if (certificate) {
+          token.setThumbprint('x5t', certificate);
+          facts.dpop = true;
+        }
+        ctx.oidc.entity('AccessToken', token);
+        const value = await token.save();
+        // Fail closed: a token without its act chain must never leave (provider.ts must pass
+        // exchangedTokenClaims through extraTokenClaims).
+        if ((token.extra as { act?: unknown } | undefined)?.act === undefined) {
+          await token.destroy().catch(() => {});
+          throw new Error('exchanged token minted without its claims: extraTokenClaims does not call exchangedTokenClaims');
+        }
+        facts.tokenJti = token.jti;
+        // No token without its audit entry.
+        try {
+          await record(facts);
+        } catch (err) {
+          await token.destroy().catch(() => {});
+          throw oauthError('temporarily_unavailable', 'the exchange could not be recorded; try again shortly');
+        }
+        ctx.body = {
+          access_token: value,
+          issued_token_type: TOKEN_TYPE_URN.access_token,
+          token_type: token.tokenType,
+          expires_in: token.expiration,
+          scope: token.scope,
+        };
+      } catch (err) {
+        const refusal = refusalOf(err);
+        if (!refusal) throw err;
+        facts.refusal = refusal;
+        record(facts).catch(report);
+        throw oauthError(refusal.code, refusal.message);
+      }
+    },
+    [...EXCHANGE_PARAMETERS],
+    [...REPEATABLE_PARAMETERS],
+  );
+
+  // Refused before the handler (client authentication, a replayed client assertion, duplicated
+  // parameters, a client not registered for the grant): audited as exchange decisions too.
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: Error & { error?: string; error_description?: string }) => {
+    if (reached.has(ctx) || ctx.oidc?.params?.grant_type !== TOKEN_EXCHANGE_GRANT) return;
+    const code = (err.error ?? 'invalid_request') as AnswerCode;
+    const refusal = new Refusal(code, 'client_authentication', err.error_description ?? err.message);
+    record({ clientId: ctx.oidc.client?.clientId, refusal }).catch(report);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Explain with verification (the admin endpoint)
+
+export interface ExplainDeps {
+  config: BrokerConfig;
+  provider: () => Provider;
+  store: Store;
+  publicJwks: () => JSONWebKeySet;
+  delegation: Pick<DelegationHooks, 'stillActive'>;
+}
+
+const verifiers = new WeakMap<BrokerConfig, ExchangeVerifier>();
+
+/** explainExchange with the grant's own verification: signatures, revocation, grants and consents. */
+export function explainVerified(deps: ExplainDeps, requestParams: Record<string, unknown>, clientId: string): Promise<ExchangeExplanation> {
+  let verifier = verifiers.get(deps.config);
+  if (!verifier) {
+    verifier = createExchangeVerifier({ exchange: deps.config.exchange, publicJwks: deps.publicJwks, replay: deps.store.replay, delegation: deps.delegation });
+    verifiers.set(deps.config, verifier);
+  }
+  const v = verifier;
+  const provider = deps.provider();
+  return explainExchange(deps.config, requestParams, clientId, {
+    verify: async (token, type, label) => {
+      try {
+        return await v.verify(provider, token, type, label);
+      } catch (err) {
+        if (err instanceof IssuerUnavailable) throw new TokenRejected('invalid_request', 'jwks', err.message);
+        throw err;
+      }
+    },
+  });
+}

@@ -3,7 +3,7 @@ import { DelegationError } from '../../delegation/errors.ts';
 import type { PartyIdentifier } from '../../delegation/fhir.ts';
 import type { Access, ConsentRecord, LegalBasis } from '../../delegation/model.ts';
 import type { ApiCaller } from '../api-auth.ts';
-import { actorOf, DEFAULT_STAFF_RULES, type StaffRules } from './caller.ts';
+import { actorOf, DEFAULT_STAFF_RULES, isStaff, type StaffRules } from './caller.ts';
 import type { AccountAppDeps } from './index.ts';
 
 // What the pages and the API share: the dependencies, the staff rules, and the few operations both
@@ -59,6 +59,8 @@ export function accountContext(deps: AccountAppDeps): AccountContext {
     },
 
     async recordVerified(ctx, caller, input) {
+      // Not staff: the service refuses (and audits) before anything is looked up.
+      if (!isStaff(caller, staffRules)) return delegation.recordVerified(actorOf(caller), input);
       const existing = await delegation.listForPatient(input.grantor);
       if (existing.some((r) => r.grantee === input.grantee && r.status === 'active')) {
         const err = new DelegationError('conflict', 'these people already have an active relationship; change or end that one instead');

@@ -4,11 +4,17 @@ import type { DelegationService } from '../../delegation/service.ts';
 import type { AccountService } from '../../identity/accounts.ts';
 import type { Ledger } from '../../audit/index.ts';
 import type { ApiAuthenticator } from '../api-auth.ts';
+import { apiRoutes } from './api.ts';
+import type { StaffRules } from './caller.ts';
+import { accountContext } from './context.ts';
+import { pageRoutes } from './pages.ts';
+import { accountSessions, ACCOUNT_CLIENT } from './session.ts';
 
-// The account app: pages where patients manage who can act for them and carers see whom they act for,
-// and the JSON API behind them. To be filled in (issue 6): pages, API, OpenAPI.
+// The account app: pages where patients manage who can act for them and carers see whom they act for
+// (signed in through the broker itself as the client broker-account), and the JSON API behind them,
+// described by /api/openapi.json.
 
-export const ACCOUNT_CLIENT_ID = 'broker-account';
+export const ACCOUNT_CLIENT_ID = ACCOUNT_CLIENT;
 
 export interface AccountAppDeps {
   issuer: string;
@@ -22,8 +28,20 @@ export interface AccountAppDeps {
   ledger: Ledger;
   authenticateApi: ApiAuthenticator;
   log: Logger;
+  /** config.delegation's staff rules (defaults: the schema's). */
+  staffRules?: StaffRules;
+  /** config.delegation.allowedLevels, offered on the forms (default 1, 2, 3). */
+  allowedLevels?: number[];
+  /** Account linked to a verified NHS number, when the identity layer indexes them. */
+  findAccountByNhsNumber?: (nhsNumber: string) => Promise<string | undefined>;
 }
 
-export function accountRoutes(_deps: AccountAppDeps): Router {
-  return new Router();
+export function accountRoutes(deps: AccountAppDeps): Router {
+  const app = accountContext(deps);
+  const sessions = accountSessions(app);
+  const router = new Router();
+  router.use(sessions.routes().routes());
+  router.use(pageRoutes(app, sessions).routes());
+  router.use(apiRoutes(app).routes());
+  return router;
 }

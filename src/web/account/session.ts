@@ -190,7 +190,7 @@ export function accountSessions(app: AccountContext) {
     ctx.redirect(target);
   }
 
-  return { routes, authorise, requirePage, requirePost, csrfFor, logout, read };
+  return { routes, authorise, requirePage, requirePost, csrfFor, checkCsrf, logout, read };
 }
 
 export type AccountSessions = ReturnType<typeof accountSessions>;
