@@ -233,6 +233,11 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   });
   const delegationHooks: DelegationHooks = {
     accessTokenTTL: config.delegation.accessTokenTTL,
+    async canActForOthers(accountId) {
+      const now = Date.now();
+      const records = await delegation.listForGrantee(accountId).catch(() => []);
+      return records.some((r) => r.status === 'active' && Date.parse(r.period.start) <= now && (!r.period.end || Date.parse(r.period.end) > now));
+    },
     async tokenClaims(context, carer) {
       const record = context.actAs ? await delegation.activeFor(context.actAs.consentId, carer) : undefined;
       if (!record || record.grantor !== context.actAs?.patient) throw new oidcErrors.InvalidGrant('the delegation this token acts under is no longer active');

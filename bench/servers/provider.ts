@@ -45,7 +45,7 @@ const provider = buildProvider({
   cookieKeys: ['bench-cookie-key-0123456789abcdef'],
   findAccount: async () => undefined,
   // No delegated tokens in this scenario.
-  delegation: { accessTokenTTL: 300, tokenClaims: async () => ({}), stillActive: async () => false },
+  delegation: { accessTokenTTL: 300, tokenClaims: async () => ({}), stillActive: async () => false, canActForOthers: async () => false },
   pages: { renderError, logoutSource, postLogoutSuccessSource },
 });
 

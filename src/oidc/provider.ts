@@ -27,6 +27,8 @@ export interface DelegationHooks {
   stillActive(consentId: string, grantee: string | undefined): Promise<boolean>;
   /** Maximum lifetime of a delegated access token (seconds). */
   accessTokenTTL: number;
+  /** Whether this account may act for someone now (it then chooses at sign-in). */
+  canActForOthers(accountId: string): Promise<boolean>;
 }
 
 export interface ProviderOptions {
@@ -60,8 +62,19 @@ export function maxAccessTokenTTL(config: BrokerConfig): number {
 }
 
 /** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO) must log in again. */
-function loginPolicy(store: Store) {
+function loginPolicy(store: Store, delegation: DelegationHooks) {
   const policy = interactionPolicy.base();
+  // Someone who may act for others chooses whom at sign-in. With an SSO session from an earlier login
+  // there was no choice in this authorization, so a client asking for patient data gets a fresh login
+  // (and with it the "act as" question) instead of silently acting as the user themself.
+  policy.get('login')!.checks.add(
+    new interactionPolicy.Check('acting_choice', 'choose whom to act for', async (ctx) => {
+      const { session, params, result } = ctx.oidc;
+      if (!session?.accountId || (result as { broker?: unknown } | undefined)?.broker) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      if (!String(params?.scope ?? '').split(' ').some((s) => s.startsWith('patient/'))) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      return (await delegation.canActForOthers(session.accountId)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }),
+  );
   policy.get('login')!.checks.add(
     new interactionPolicy.Check('upstream_logout', 'the upstream identity provider ended this session', async (ctx) => {
       const { session } = ctx.oidc;
@@ -142,7 +155,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       Session: config.tokens.sessionTTL,
       Interaction: 600,
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store) },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store, options.delegation) },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

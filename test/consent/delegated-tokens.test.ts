@@ -99,6 +99,20 @@ describe('delegated tokens', () => {
     await expect(login('carer-1', consent.id)).rejects.toThrow(/403|expected a redirect/);
   });
 
+  it('a carer with an SSO session is asked again (fresh login + act-as) when a client wants patient data', async () => {
+    const ua = new UserAgent();
+    nhsLogin.queue.push({ subject: 'carer-1', claims: { nhs_number: '9000000017' }, assurance: P9 });
+    const first = oc.buildAuthorizationUrl(web, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oc.calculatePKCECodeChallenge(oc.randomPKCECodeVerifier()), code_challenge_method: 'S256' });
+    await loginThrough(ua, first.href, 'nhs-login', base, async (res) => ua.get(location(res, base)));
+    // Without patient scopes the SSO session answers at once...
+    const sso = await ua.get(oc.buildAuthorizationUrl(web, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oc.calculatePKCECodeChallenge(oc.randomPKCECodeVerifier()), code_challenge_method: 'S256' }).href);
+    expect(location(sso, base)).toMatch(/^https:\/\/client\.test\/cb\?code=/);
+    // ...with patient scopes and a live delegation, the carer signs in again and chooses.
+    await delegate(['patient/Patient.rs']);
+    const again = await ua.get(oc.buildAuthorizationUrl(web, { redirect_uri: REDIRECT, scope: 'openid patient/Patient.rs', resource: API, code_challenge: await oc.calculatePKCECodeChallenge(oc.randomPKCECodeVerifier()), code_challenge_method: 'S256' }).href);
+    expect(location(again, base)).toMatch(/\/interaction\//);
+  });
+
   it('acting as themself, the carer gets an ordinary token', async () => {
     const { access } = await login('carer-1', 'self');
     expect(access.sub).toBe(carer);
