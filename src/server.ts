@@ -184,6 +184,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   const deps: ConnectorDeps = {
     issuer,
     replay: store.replay,
+    log: log.child({ component: 'connector' }),
     onUpstreamLogout: async (event) => {
       const link = event.subject ? await store.accounts.findLink(event.provider, event.subject) : undefined;
       const revoked = link ? await endAccountSessions(store, link.accountId, config.tokens.refreshTokenTTL) : 0;
@@ -440,7 +441,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       // HTTPS with optional client certificates (direct mTLS, or a smartcard proxy authenticating itself).
       // A certificate is requested but never required at the TLS layer: the connector decides, with a clear page.
       server = config.tls
-        ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined, requestCert: config.tls.requestCert, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app.callback())
+        ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined, requestCert: config.tls.requestCert, rejectUnauthorized: false, minVersion: 'TLSv1.2', maxHeaderSize: 32 * 1024 }, app.callback())
         : createServer(app.callback());
       // Bounded header and request times: slow-loris and oversized headers are cut off early.
       server.headersTimeout = 10_000;

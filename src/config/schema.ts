@@ -119,7 +119,10 @@ export const configSchema = z
       .strictObject({
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
-        /** CA bundle for client certificates: a smartcard proxy's certificate, or users' certificates (direct mTLS). */
+        /**
+         * CA bundle for client certificates: the smartcard proxy's CA and, for direct mTLS, the smartcard
+         * issuing CAs (browsers only offer certificates from the CAs the server names).
+         */
         clientCaFile: z.string().min(1).optional(),
         /** Ask every client for a certificate (verified against clientCaFile when given; never required at the TLS layer). */
         requestCert: z.boolean().default(false),

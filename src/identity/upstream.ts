@@ -79,6 +79,8 @@ export interface ConnectorDeps {
   issuer: string;
   /** Replay caches (assertion ids, logout-token jti) that hold across broker instances. */
   replay: import('../store/contracts.ts').ReplayCache;
+  /** For what a connector must report beyond a refused login (never a token, secret or personal data). */
+  log?: import('pino').Logger;
   /** Called when an upstream ends a user's session (back-channel logout, SAML LogoutRequest). */
   onUpstreamLogout(event: { provider: string; subject?: string; sid?: string }): Promise<void>;
   /** Test-only escape hatch: lets a connector talk to an upstream on plain http loopback. Never in production. */

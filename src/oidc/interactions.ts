@@ -163,9 +163,11 @@ export function interactionRoutes(options: InteractionOptions): Router {
   }
 
   async function finishLogin(ctx: Context, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined, actAs?: GrantContext['actAs']): Promise<void> {
+    // A smartcard session ends with the browser (the card may be pulled or revoked at any time).
+    const remember = byId.get(identity.provider)?.kind !== 'smartcard';
     const context: GrantContext = { role, actAs, upstream: identity.provider, assurance: { aal: identity.assurance.aal, vot: identity.assurance.vot, proofing: identity.assurance.proofing } };
     await finish(ctx, {
-      login: { accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember: true },
+      login: { accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember },
       // Carried to the consent step (lastSubmission) and saved against the grant.
       broker: context,
     });

@@ -120,31 +120,31 @@ interface AuditFacts {
 
 function auditEntry(facts: AuditFacts): Parameters<Ledger['append']>[0] {
   const { params, subject, actor, plan, refusal } = facts;
-  const details: Record<string, unknown> = {
-    decision: refusal ? 'deny' : 'allow',
-    rule: plan?.rule ?? refusal?.rule ?? null,
-    check: refusal?.check ?? null,
-    error: refusal?.code ?? null,
-    error_description: refusal?.message ?? null,
-    subject_token_type: params?.subjectTokenType ?? null,
-    subject_issuer: subject?.issuer ?? null,
-    subject_ref: subject?.ref ?? null,
-    actor_token_type: params?.actorTokenType ?? null,
-    actor_issuer: actor?.issuer ?? null,
-    actor_ref: actor?.ref ?? null,
-    requested_resource: params ? [...params.resources, ...params.audiences] : null,
-    requested_scope: params?.scopes?.join(' ') ?? null,
+  // Only what is known: absent members are left out rather than written as null.
+  const details: Record<string, string | number | boolean | string[]> = { decision: refusal ? 'deny' : 'allow' };
+  const put = (key: string, value: string | number | boolean | string[] | undefined) => {
+    if (value !== undefined) details[key] = value;
   };
+  put('rule', plan?.rule ?? refusal?.rule);
+  put('check', refusal?.check);
+  put('error', refusal?.code);
+  put('error_description', refusal?.message);
+  put('subject_token_type', params?.subjectTokenType);
+  put('subject_issuer', subject?.issuer);
+  put('subject_ref', subject?.ref);
+  put('actor_token_type', params?.actorTokenType);
+  put('actor_issuer', actor?.issuer);
+  put('actor_ref', actor?.ref);
+  if (params && (params.resources.length || params.audiences.length)) put('requested_resource', [...params.resources, ...params.audiences]);
+  put('requested_scope', params?.scopes?.join(' '));
   if (plan) {
-    Object.assign(details, {
-      aud: plan.resource,
-      scope: plan.scopes.join(' '),
-      expires_in: plan.lifetime,
-      act: actChain(plan.act),
-      token_ref: facts.tokenJti ? tokenRef(facts.tokenJti) : null,
-      sender_constrained: Boolean(facts.dpop),
-      refresh_token_issued: false,
-    });
+    put('aud', plan.resource);
+    put('scope', plan.scopes.join(' '));
+    put('expires_in', plan.lifetime);
+    put('act', actChain(plan.act));
+    put('token_ref', facts.tokenJti ? tokenRef(facts.tokenJti) : undefined);
+    put('sender_constrained', Boolean(facts.dpop));
+    put('refresh_token_issued', false);
   }
   return {
     type: 'token.exchanged',
@@ -153,7 +153,7 @@ function auditEntry(facts: AuditFacts): Parameters<Ledger['append']>[0] {
     subject: subject?.sub,
     actor: plan ? plan.act.sub : (actor?.sub ?? facts.clientId),
     consent: subject?.consentId,
-    details: JSON.parse(JSON.stringify(details)) as Record<string, never>,
+    details,
   };
 }
 
