@@ -7,6 +7,8 @@ import { maxAccessTokenTTL } from './oidc/provider.ts';
 import { publicJwks, rotateKey, type SigningAlg } from './oidc/keys.ts';
 import { openStore } from './store/open.ts';
 import { toFhirBundle, toJsonLines, verifyLedger } from './audit/index.ts';
+import { readFileSync } from 'node:fs';
+import { explainExchange } from './exchange/explain.ts';
 
 // The CLI: start · config check · config schema · keys rotate. Exit codes: 0 ok, 1 failure, 2 bad
 // configuration or usage.
@@ -20,6 +22,9 @@ const USAGE = `usage: broker <command> [--config FILE]
   audit verify          walk the audit hash chain and checkpoints; exit 1 at the first tampered entry
   audit export [--format jsonl|fhir] [--subject ID] [--client ID] [--consent ID] [--from ISO] [--to ISO] [--reveal]
                         export ledger entries (personal data stays sealed unless --reveal)
+  exchange explain --client ID --request JSON|@FILE
+                        which exchange rule allows or denies a token-exchange request, and why
+                        (tokens decoded, not verified; exit 0 allow, 1 deny)
 Without --config or BROKER_CONFIG the embedded demo profile is used.`;
 
 async function run(argv: string[]): Promise<number> {
@@ -37,6 +42,7 @@ async function run(argv: string[]): Promise<number> {
       from: { type: 'string' },
       to: { type: 'string' },
       reveal: { type: 'boolean', default: false },
+      request: { type: 'string' },
     },
   });
   if (values.help) {
@@ -64,6 +70,27 @@ async function run(argv: string[]): Promise<number> {
   if (command === 'config' && sub === 'check') {
     console.log(`configuration ok: ${config.clients.length} clients, ${config.resources.length} resources, store ${config.store.replace(/\/\/[^@/]*@/, '//***@')}`);
     return 0;
+  }
+
+  if (command === 'exchange' && sub === 'explain') {
+    if (!values.client || !values.request) {
+      console.error('usage: broker exchange explain --client ID --request JSON|@FILE');
+      return 2;
+    }
+    let params: unknown;
+    try {
+      params = JSON.parse(values.request.startsWith('@') ? readFileSync(values.request.slice(1), 'utf8') : values.request);
+    } catch {
+      console.error('--request: expected a JSON object (or @file holding one)');
+      return 2;
+    }
+    if (!params || typeof params !== 'object' || Array.isArray(params)) {
+      console.error('--request: expected a JSON object (or @file holding one)');
+      return 2;
+    }
+    const explanation = await explainExchange(config, params as Record<string, unknown>, values.client);
+    console.log(JSON.stringify(explanation, null, 2));
+    return explanation.decision === 'allow' ? 0 : 1;
   }
 
   const log = createLogger(config.logLevel);

@@ -38,6 +38,7 @@ import { createLedger, redisLedgerBackend, sqliteLedgerBackend, type Ledger, typ
 import { createMetrics, metricsRoute, serveMetrics, type BrokerMetrics } from './web/metrics.ts';
 import { auditProviderEvents } from './oidc/audit-events.ts';
 import { registerTokenExchange } from './oidc/grants/token-exchange.ts';
+import { exchangeExplainRoutes } from './web/exchange-explain.ts';
 import { errors as oidcErrors } from 'oidc-provider';
 import { DelegationService } from './delegation/service.ts';
 import { localRevocationBus, redisRevocationBus, type RevocationBus } from './delegation/revocation-bus.ts';
@@ -286,6 +287,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       delegation: { ...delegationHooks, consentActive: async (id) => Boolean(await delegation.activeFor(id)) },
       ledger,
       metrics,
+      env,
+      onAuditError: reportAuditFailure,
     });
     return p;
   };
@@ -348,6 +351,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     ctx.body = css;
   });
   app.use(base.routes());
+  // Off unless exchange.adminToken is set.
+  app.use(exchangeExplainRoutes({ config, provider: () => provider, store, publicJwks: () => published, delegation: delegationHooks, ledger }).routes());
 
   const interactions = interactionRoutes({
     provider: () => provider,

@@ -51,6 +51,7 @@ export const exchangeRuleSchema = z
     subjectIssuers: z.array(z.string().min(1)).min(1).describe(`"${SELF_ISSUER}" (the broker) or ids of exchange.issuers`),
     subjectTokenTypes: z.array(tokenTypeName).min(1),
     subjectClients: z.array(z.string().min(1)).optional().describe('broker subject tokens only: client_id values whose tokens may be exchanged'),
+    subjectAudiences: z.array(z.string().min(1)).optional().describe('broker subject tokens only: the subject token must have been issued for one of these resources (typically the caller\'s own)'),
     resources: z.array(z.string().min(1)).min(1).describe('resources (and audiences) the exchanged token may be bound to'),
     scopes: z.array(z.string().min(1)).min(1).describe('the most the exchanged token may carry'),
     minimumAssurance: z
@@ -177,6 +178,9 @@ export function exchangeConfigProblems(config: Pick<BrokerConfig, 'clients' | 'r
     });
     r.resources.forEach((res, j) => {
       if (!resources.has(res)) problems.push(`${at}.resources[${j}]: unknown resource ${res}`);
+    });
+    r.subjectAudiences?.forEach((res, j) => {
+      if (!resources.has(res)) problems.push(`${at}.subjectAudiences[${j}]: unknown resource ${res}`);
     });
     const offered = new Set(r.resources.flatMap((res) => resources.get(res)?.scopes ?? []));
     r.scopes.forEach((s, j) => {

@@ -3,6 +3,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type BrokerConfig } from './schema.ts';
 import { demoConfig } from './demo.ts';
+import { exchangeConfigProblems } from './exchange.ts';
 
 /** A configuration that cannot be used; `problems` name the path and what is wrong, one per line. */
 export class ConfigError extends Error {
@@ -58,6 +59,9 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
     throw new ConfigError(result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`));
   }
   const cfg = result.data;
+  // The exchange policy names clients and resources defined elsewhere in the file.
+  const exchangeProblems = exchangeConfigProblems(cfg, env);
+  if (exchangeProblems.length) throw new ConfigError(exchangeProblems);
   cfg.issuer ??= `http://localhost:${cfg.port}`;
   return cfg;
 }

@@ -5,11 +5,14 @@ import type { OAuthErrorCode } from './types.ts';
 //    reason (undecodable, untrusted issuer, wrong type, bad signature, unknown kid, expired, revoked) or
 //    unacceptable to the policy (RFC 8693 says MUST);
 //  - invalid_grant: a valid subject token whose authorization has ended since it was issued: its
-//    grant revoked or its consent withdrawn (what a refresh of that grant would get too);
+//    grant revoked or its consent withdrawn (what a refresh of that grant would get too); and, as
+//    oidc-provider's own grants answer, a missing certificate for a client with mTLS-bound tokens;
 //  - invalid_target: a resource or audience that is unknown or not allowed;
 //  - invalid_scope: more scope than policy and subject token allow, or none at all;
 //  - unauthorized_client: a client no exchange rule names;
-//  - invalid_client: a public client (client authentication itself is oidc-provider's, before us).
+//  - invalid_client: a public client (client authentication itself is oidc-provider's, before us);
+//  - beyond RFC 6749: invalid_dpop_proof (RFC 9449) for a missing, bad or replayed DPoP proof, and
+//    temporarily_unavailable (503) when an issuer's JWKS or the store cannot be reached.
 // Every description names the check that failed.
 
 export class TokenRejected extends Error {

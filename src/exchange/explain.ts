@@ -106,7 +106,6 @@ export async function explainExchange(config: PolicySource & { issuer?: string }
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const verify = options.verify ?? decodeOnlyVerifier(config, now);
   const verified = options.verify !== undefined;
-  const base = { client: clientId, verified, request: [] as CheckTrace[], rules: [] as RuleTrace[] };
   let subject: PresentedToken | undefined;
   let actor: PresentedToken | undefined;
   let params: ExchangeParams;
@@ -117,15 +116,17 @@ export async function explainExchange(config: PolicySource & { issuer?: string }
   } catch (err) {
     if (!(err instanceof TokenRejected)) throw err;
     return {
-      ...base,
+      client: clientId,
+      verified,
       decision: 'deny',
       check: err.check,
       error: err.error,
       error_description: `${err.message} (check ${err.check})`,
       subject: subject && summary(subject),
       request: [{ check: err.check, outcome: 'fail', reason: err.message, error: err.error }],
+      rules: [],
     };
   }
   const result = explain(toExchangeRequest(params, clientId, config.issuer ?? ''), subject, actor, compilePolicy(config), { now, allRules: true });
-  return { ...base, ...fromDecision(result.decision), subject: summary(subject), actor: actor && summary(actor), request: result.request, rules: result.rules };
+  return { client: clientId, verified, ...fromDecision(result.decision), subject: summary(subject), actor: actor && summary(actor), request: result.request, rules: result.rules };
 }

@@ -7,6 +7,7 @@ import { checkLifetime } from './checks/check_lifetime.ts';
 import { checkMayAct } from './checks/check_may_act.ts';
 import { checkRequestedTokenType } from './checks/check_requested_token_type.ts';
 import { checkScope } from './checks/check_scope.ts';
+import { checkSubjectAudience } from './checks/check_subject_audience.ts';
 import { checkSubjectClient } from './checks/check_subject_client.ts';
 import { checkSubjectIssuer } from './checks/check_subject_issuer.ts';
 import { checkSubjectTokenType } from './checks/check_subject_token_type.ts';
@@ -27,6 +28,7 @@ export const RULE_CHECKS: readonly Check[] = [
   checkSubjectTokenType,
   checkTenant,
   checkSubjectClient,
+  checkSubjectAudience,
   checkDelegation,
   checkAssurance,
   checkActor,

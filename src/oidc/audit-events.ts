@@ -51,6 +51,8 @@ export function auditProviderEvents(provider: Provider, ledger: Ledger, metrics:
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const grantType = String(ctx.oidc.params?.grant_type ?? 'unknown');
     metrics.tokens.inc({ grant_type: grantType, outcome: 'success' });
+    // The token-exchange grant writes its own, fuller entry for every decision (oidc/grants/token-exchange.ts).
+    if (grantType === 'urn:ietf:params:oauth:grant-type:token-exchange') return;
     const at = ctx.oidc.entities.AccessToken ?? ctx.oidc.entities.ClientCredentials;
     const extra = (at?.extra ?? {}) as Record<string, unknown>;
     append({

@@ -7,6 +7,7 @@ import { createJwtLookup, GRANT_ID_CLAIM } from './jwt-introspection.ts';
 import type { JSONWebKeySet } from 'jose';
 import { ACR_VALUES } from '../identity/assurance.ts';
 import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
+import { derivedTokenActive, exchangedTokenClaims } from './grants/token-exchange.ts';
 import { sessionEnded } from './account-grants.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
@@ -162,10 +163,10 @@ export function buildProvider(options: ProviderOptions): Provider {
       introspection: {
         enabled: true,
         // The token's own client, or a resource server configured for the token's audience.
-        allowedPolicy: async (_ctx, client, token) => {
-          // A delegated token is inactive the moment its consent is revoked, changed or expired.
-          const extra = ('extra' in token ? token.extra : undefined) as { consent_id?: unknown; act?: { sub?: unknown } } | undefined;
-          if (typeof extra?.consent_id === 'string' && !(await options.delegation.stillActive(extra.consent_id, typeof extra.act?.sub === 'string' ? extra.act.sub : undefined))) return false;
+        allowedPolicy: async (ctx, client, token) => {
+          // A delegated or exchanged token is inactive the moment its consent or originating grant ends.
+          const extra = 'extra' in token ? token.extra : undefined;
+          if (!(await derivedTokenActive(ctx.oidc.provider, options.delegation, extra))) return false;
           if (client.clientId === token.clientId) return true;
           const audiences = ([] as unknown[]).concat(('aud' in token ? token.aud : undefined) ?? []);
           return audiences.some((a) => typeof a === 'string' && (resources.get(a)?.introspectionClients ?? []).includes(client.clientId));
@@ -222,6 +223,9 @@ export function buildProvider(options: ProviderOptions): Provider {
       },
     },
     extraTokenClaims: async (ctx, token) => {
+      // Tokens minted by the token-exchange grant carry the claims it decided (act chain, consent, assurance).
+      const exchanged = exchangedTokenClaims(token);
+      if (exchanged) return exchanged;
       if (!('accountId' in token) || !token.accountId) return undefined;
       // Assurance travels into access tokens (RFC 9068 2.2.1): from the code or refresh token the
       // access token is minted from, which carry the login's acr/amr/auth_time.

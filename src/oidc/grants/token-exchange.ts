@@ -4,6 +4,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type { BrokerConfig, ResourceConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../config/load.ts';
+import { isStoreUnavailable } from '../../store/errors.ts';
 import { exchangeConfigProblems, TOKEN_EXCHANGE_GRANT } from '../../config/exchange.ts';
 import type { Store } from '../../store/contracts.ts';
 import type { Ledger } from '../../audit/index.ts';
@@ -74,7 +75,7 @@ export async function derivedTokenActive(provider: Provider, delegation: Pick<De
 // ---------------------------------------------------------------------------------------------------
 // Errors
 
-type AnswerCode = OAuthErrorCode | 'invalid_dpop_proof' | 'temporarily_unavailable';
+type AnswerCode = OAuthErrorCode | 'invalid_dpop_proof' | 'temporarily_unavailable' | 'server_error';
 
 function oauthError(code: AnswerCode, description: string): errors.OIDCProviderError {
   const status = code === 'invalid_client' ? 401 : code === 'temporarily_unavailable' ? 503 : 400;
@@ -114,7 +115,7 @@ interface AuditFacts {
   actor?: PresentedToken;
   plan?: TokenPlan;
   tokenJti?: string;
-  dpop?: boolean;
+  senderConstrained?: boolean;
   refusal?: Refusal;
 }
 
@@ -143,7 +144,7 @@ function auditEntry(facts: AuditFacts): Parameters<Ledger['append']>[0] {
     put('expires_in', plan.lifetime);
     put('act', actChain(plan.act));
     put('token_ref', facts.tokenJti ? tokenRef(facts.tokenJti) : undefined);
-    put('sender_constrained', Boolean(facts.dpop));
+    put('sender_constrained', Boolean(facts.senderConstrained));
     put('refresh_token_issued', false);
   }
   return {
@@ -226,11 +227,11 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
         if (dpop) {
           if (!(await useDpopProof(provider, client.clientId, dpop))) throw new Refusal('invalid_dpop_proof', 'dpop', 'DPoP proof JWT Replay detected (check dpop)');
           token.setThumbprint('jkt', dpop.thumbprint);
-          facts.dpop = true;
+          facts.senderConstrained = true;
         }
         if (certificate) {
           token.setThumbprint('x5t', certificate);
-          facts.dpop = true;
+          facts.senderConstrained = true;
         }
         ctx.oidc.entity('AccessToken', token);
         const value = await token.save();
@@ -256,10 +257,13 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
           scope: token.scope,
         };
       } catch (err) {
-        const refusal = refusalOf(err);
-        if (!refusal) throw err;
-        facts.refusal = refusal;
+        const refusal = refusalOf(err) ?? (isStoreUnavailable(err) ? new Refusal('temporarily_unavailable', 'store', 'the broker cannot reach its store; try again shortly (check store)') : undefined);
+        // Whatever happened is audited; what is not a decision of ours (oidc-provider's own 503 from
+        // the adapter, a bug) goes on unchanged.
+        const code = (err as { error?: unknown }).error;
+        facts.refusal = refusal ?? new Refusal(typeof code === 'string' ? (code as AnswerCode) : 'server_error', 'internal', (err as { error_description?: string }).error_description ?? 'internal error');
         record(facts).catch(report);
+        if (!refusal) throw err;
         throw oauthError(refusal.code, refusal.message);
       }
     },
