@@ -177,7 +177,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   if (config.store.startsWith('sqlite:') && !config.store.includes(':memory:')) {
     mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
   }
-  const store = options.store ?? openStore(config.store);
+  const store = options.store ?? openStore(config.store, { redis: { ...config.storeOptions, onWarning: (message) => log.warn(message) } });
   const metrics = createMetrics();
   const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')), (seconds) => metrics.storeLatency.observe({ backend: store.kind }, seconds));
   const reportAuditFailure = (err: unknown) => log.error({ err }, 'audit append failed');
@@ -414,6 +414,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       staffRules: { staffRoleCodes: config.delegation.staffRoleCodes, staffMinimumAal: config.delegation.staffMinimumAal },
       allowedLevels: config.delegation.allowedLevels,
       findAccountByNhsNumber: (nhsNumber) => accounts.findByIdentifier('nhs_number', nhsNumber),
+      linking: { store, upstreams: connectors },
     }).routes(),
   );
 

@@ -1,5 +1,6 @@
 import { compactVerify, createRemoteJWKSet, customFetch, type FetchImplementation } from 'jose';
 import type * as oc from 'openid-client';
+import { boundedJwksFetch } from '../../src/oidc/grants/token-exchange/jwks.ts';
 
 // The upstream's signing keys, fetched from its jwks_uri only (never from a token header) and
 // refetched when a token names a kid the cached set lacks.
@@ -30,7 +31,8 @@ export function remoteKeys(jwksUri: string, options: RemoteKeysOptions): RemoteK
     timeoutDuration: options.timeoutMs,
     cooldownDuration: options.cooldownMs,
     cacheMaxAge: 10 * 60_000,
-    ...(options.fetch && { [customFetch]: joseFetch(options.fetch) }),
+    // Bounded in bytes and keys (a huge set is refused, not parsed and tried key by key).
+    [customFetch]: boundedJwksFetch(options.fetch && joseFetch(options.fetch)),
   });
 }
 

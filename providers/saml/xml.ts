@@ -44,8 +44,17 @@ export function parseXml(xml: string, what: string): Document {
     else if (n.nodeType === PROCESSING_INSTRUCTION_NODE && n.nodeName.toLowerCase() !== 'xml') throw new SamlXmlError(`${what}: processing instruction not allowed`);
   }
   if (roots !== 1 || !doc.documentElement) throw new SamlXmlError(`${what}: expected exactly one root element`);
+  // SAML messages are a dozen levels deep; anything far deeper is an attack on recursive walkers.
+  const stack: Array<[Element, number]> = [[doc.documentElement, 1]];
+  while (stack.length) {
+    const [el, depth] = stack.pop()!;
+    if (depth > MAX_DEPTH) throw new SamlXmlError(`${what}: nested too deeply`);
+    for (let n = el.firstChild; n; n = n.nextSibling) if (isElement(n)) stack.push([n, depth + 1]);
+  }
   return doc;
 }
+
+const MAX_DEPTH = 64;
 
 export function isElement(node: Node | null): node is Element {
   return node !== null && node.nodeType === ELEMENT_NODE;
@@ -77,15 +86,15 @@ export function requiredChild(parent: Element, ns: string, localName: string, wh
 
 /** Every descendant element (document order), with this namespace and local name, or all when omitted. */
 export function descendants(root: Element, ns?: string, localName?: string): Element[] {
+  // Iterative, in document order: no recursion depth to exhaust.
   const out: Element[] = [];
-  const walk = (el: Element): void => {
-    for (let n = el.firstChild; n; n = n.nextSibling) {
-      if (!isElement(n)) continue;
-      if ((ns === undefined || n.namespaceURI === ns) && (localName === undefined || n.localName === localName)) out.push(n);
-      walk(n);
-    }
-  };
-  walk(root);
+  const stack: Element[] = [];
+  for (let n = root.lastChild; n; n = n.previousSibling) if (isElement(n)) stack.push(n);
+  while (stack.length) {
+    const el = stack.pop()!;
+    if ((ns === undefined || el.namespaceURI === ns) && (localName === undefined || el.localName === localName)) out.push(el);
+    for (let n = el.lastChild; n; n = n.previousSibling) if (isElement(n)) stack.push(n);
+  }
   return out;
 }
 

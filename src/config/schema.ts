@@ -113,6 +113,15 @@ export const configSchema = z
     host: z.string().default('0.0.0.0'),
     issuer: absoluteUrl.optional().describe('default http://localhost:<port>'),
     store: z.string().default('sqlite:./data/broker.db').describe('sqlite:<path> | redis://… | rediss://… | redis+sentinel://… | redis+cluster://…'),
+    storeOptions: z
+      .strictObject({
+        waitReplicas: z.number().int().min(0).max(16).default(0),
+        waitTimeoutMs: z.number().int().min(1).max(10_000).default(1000),
+      })
+      .default({ waitReplicas: 0, waitTimeoutMs: 1000 })
+      .describe(
+        'Redis only: after each consent write, WAIT for waitReplicas replicas to acknowledge it within waitTimeoutMs; fewer means the write is reported as failed (503). 0 = no WAIT. Not supported with redis+cluster.',
+      ),
     profile: z.enum(['demo', 'none']).default('none'),
     trustProxy: z.boolean().default(false).describe('trust X-Forwarded-* from a TLS-terminating proxy'),
     tls: z

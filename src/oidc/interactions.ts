@@ -15,6 +15,7 @@ import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../iden
 import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
 import { rememberGrant } from './account-grants.ts';
+import { findLinkIntent, LINK_DONE_PATH, parkLinkedLogin } from '../identity/link-intents.ts';
 
 // The broker's interaction pages: the login chooser, the hand-off to an upstream connector and back,
 // and consent for third-party clients. Every POST carries a CSRF token bound to the interaction, and
@@ -227,6 +228,23 @@ export function interactionRoutes(options: InteractionOptions): Router {
       }
       throw err;
     }
+    if (typeof stored.linkIntent === 'string') {
+      // A login to link to a signed-in account (see identity/link-intents.ts): the upstream's mapping rules
+      // still apply; the account app, where the account session is visible, checks the binding and links.
+      try {
+        mapIdentity(identity, options.upstreamSettings(connector.id).mapping);
+      } catch (err) {
+        if (err instanceof MappingError) {
+          await options.events?.loginFailed?.(ctx, connector.id, err.reason);
+          throw new LoginFailedError(err.reason);
+        }
+        throw err;
+      }
+      const linkHandoff = await parkLinkedLogin(store.oidc, { intentId: stored.linkIntent, connectorId: connector.id, identity });
+      ctx.status = 303;
+      ctx.redirect(`${LINK_DONE_PATH}?login=${linkHandoff}`);
+      return;
+    }
     // The interaction cookie is scoped to /interaction/<uid> (and a cross-site POST from a SAML IdP
     // would not carry it anyway), so the verified identity is parked and the browser is sent to a GET
     // under the interaction's path. There its cookie proves it is the browser that started the login;
@@ -285,6 +303,25 @@ export function interactionRoutes(options: InteractionOptions): Router {
     await chooseActingOrFinish(ctx, d, resolved.accountId, identity, role);
   }
   router.get('/interaction/:uid/upstream-done', upstreamDone);
+
+  // Linking another login to a signed-in account: the account app made the intent (bound to its session)
+  // and sends the browser here. The upstream must authenticate afresh; the callback hands the verified
+  // identity back to the account app, never to an authorization.
+  router.get('/link-upstream/:intent', async (ctx) => {
+    const intentId = ctx.params.intent;
+    const intent = await findLinkIntent(store.oidc, intentId);
+    if (!intent) throw new BadRequestError('This request to add a way to sign in has expired or was already used. Go to your account and start again.');
+    const connector = byId.get(intent.connectorId);
+    if (!connector) throw new NotFoundError();
+    const id = randomBytes(24).toString('base64url');
+    const state = await connector.begin(ctx, {
+      callbackUrl: new URL(`/upstream/${connector.id}/callback`, options.provider().issuer).href,
+      transactionId: id,
+      prompt: 'login',
+    });
+    const tx: LoginTransaction = { id, interactionUid: '', connectorId: connector.id, createdAt: Math.floor(Date.now() / 1000), state };
+    await store.oidc.upsert(TX_MODEL, id, { ...tx, linkIntent: intentId }, TX_TTL);
+  });
   router.get('/upstream/:connector/callback', callback);
   router.post('/upstream/:connector/callback', callback);
 

@@ -7,7 +7,7 @@ import { REVOKED_JTI_PREFIX } from '../oidc/adapter.ts';
 // its API resource, checked for signature, audience, expiry and revocation, and for the scope the route
 // needs. Failures are 401/403 with WWW-Authenticate, as RFC 6750 says.
 
-export const API_SCOPES = ['delegation.read', 'delegation.write', 'delegation.staff', 'delegation.events', 'audit.read'] as const;
+export const API_SCOPES = ['delegation.read', 'delegation.write', 'delegation.staff', 'delegation.events', 'audit.read', 'account.links'] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
 
 export interface ApiCaller {

@@ -430,6 +430,8 @@ describe('delegation API', () => {
         'GET /api/delegations/{id}/history',
         'GET /api/delegations/{id}/fhir',
         'GET /api/who-acted-for-me',
+        'GET /api/account/links',
+        'DELETE /api/account/links/{provider}/{subject}',
         'GET /api/openapi.json',
       ].sort(),
     );

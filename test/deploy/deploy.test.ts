@@ -524,11 +524,13 @@ describe('deploy/redis', () => {
     expect(conf).toMatch(/#\s*min-replicas-to-write 1/);
   });
 
-  it('README: WAIT is described as planned (store.waitReplicas), not as working', () => {
+  it('README: WAIT is documented as supported by config (storeOptions.waitReplicas), no longer planned', () => {
     const readme = read('redis/README.md');
-    expect(readme).toContain('store.waitReplicas');
-    expect(readme).toMatch(/does\s+not\s+(yet\s+)?issue\s+`?WAIT`?/i);
-    expect(readme).toMatch(/planned/i);
+    expect(readme).toContain('storeOptions');
+    expect(readme).toMatch(/waitReplicas:\s*1/);
+    expect(readme).toMatch(/waitTimeoutMs/);
+    expect(readme).not.toMatch(/planned/i);
+    expect(readme).not.toMatch(/does\s+not\s+(yet\s+)?issue\s+`?WAIT`?/i);
     expect(readme).toMatch(/HA-05/);
     expect(readme).toMatch(/HA-20/);
   });

@@ -457,8 +457,9 @@ describe.skipIf(!redisAvailable)('redis store', () => {
     const store = openRedisStore(peer.url, { prefix: prefix() });
     try {
       const pending = Array.from({ length: 50 }, () => store.replay.rememberOnce('jti-burst', 60));
-      // One shared listener, however many callers are waiting.
-      expect(store.redis.listenerCount('ready')).toBeLessThanOrEqual(2);
+      // One shared listener, however many callers are waiting (plus the fixed ones: the guard's first-ready
+      // flag and the maxmemory-policy check run on every connect).
+      expect(store.redis.listenerCount('ready')).toBeLessThanOrEqual(3);
       const results = await Promise.all(pending);
       expect(results.filter(Boolean)).toHaveLength(1);
     } finally {

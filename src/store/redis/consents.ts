@@ -156,7 +156,13 @@ async function settle(ops: Promise<unknown>[]): Promise<void> {
   await Promise.allSettled(ops);
 }
 
-export function createRedisConsentStore(client: RedisClient, guard: Guard, keys: Keyspace): ConsentStore {
+/**
+ * Run after a consent write succeeded on the primary (storeOptions.waitReplicas): throws
+ * StoreUnavailableError when too few replicas acknowledged it. The write itself is not undone.
+ */
+export type ConsentWriteAck = () => Promise<void>;
+
+export function createRedisConsentStore(client: RedisClient, guard: Guard, keys: Keyspace, ack?: ConsentWriteAck): ConsentStore {
   function accountKey(kind: 'grantor' | 'grantee', accountId: string): string {
     return kind === 'grantor' ? keys.consentsByGrantor(accountId) : keys.consentsByGrantee(accountId);
   }
@@ -207,6 +213,10 @@ export function createRedisConsentStore(client: RedisClient, guard: Guard, keys:
       [before?.version ?? 0, next.version, JSON.stringify(next), JSON.stringify(indexFields(next)), ...inline.flatMap((op) => [op.op, op.member, op.score])],
     );
     if (reply !== 1) return false;
+    // The write is committed on the primary. If replicas do not acknowledge it in time, the caller is told
+    // it failed (StoreUnavailableError, so a 503), although the write may still be present: on this primary
+    // and, later, on the replicas. A lost CAS (false above) needs no WAIT: nothing was written.
+    if (ack) await ack();
     await settle([
       ...late.map((op) => (op.op === 'drop' ? client.zrem(op.key, op.member) : dropUpTo(op.key, op.member, op.score))),
       // A losing writer's ZADD LT may have pulled the ending score below this version's endsAt.

@@ -1,6 +1,8 @@
 import type { Store } from '../contracts.ts';
 import { createRedisAccountStore } from './accounts.ts';
-import { createRedisConsentStore } from './consents.ts';
+import { createRedisConsentStore, type ConsentWriteAck } from './consents.ts';
+import { StoreUnavailableError } from '../errors.ts';
+import type { Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.ts';
 import { createGuard, createWhenReady } from './guard.ts';
 import { createKeyspace } from './keyspace.ts';
@@ -9,8 +11,10 @@ import { createRedisOidcStore } from './oidc.ts';
 import { createRedisRateLimitStore } from './rate-limits.ts';
 import { createRedisReplayCache } from './replay.ts';
 import { parseRedisUrl } from './url.ts';
+import { checkEvictionPolicy } from './eviction.ts';
 
 export { parseRedisUrl, type RedisTarget } from './url.ts';
+export { checkEvictionPolicy, readEvictionPolicy } from './eviction.ts';
 export type { RedisClient, RedisClientOptions } from './client.ts';
 
 export interface RedisStoreOptions extends RedisClientOptions {
@@ -18,6 +22,18 @@ export interface RedisStoreOptions extends RedisClientOptions {
   prefix?: string;
   /** Told about connection errors (they also surface as StoreUnavailableError on calls). Default: ignored. */
   onError?: (err: Error) => void;
+  /**
+   * After each consent create/update, `WAIT waitReplicas waitTimeoutMs`: fewer acknowledgements and the
+   * write fails with StoreUnavailableError. 0 (the default) skips WAIT. Standalone and Sentinel only.
+   */
+  waitReplicas?: number;
+  /** How long WAIT may block. Default 1000 ms. */
+  waitTimeoutMs?: number;
+  /**
+   * Told about unsafe Redis settings found at connect time (an evicting `maxmemory-policy`). Default:
+   * reported through onError.
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface RedisStore extends Store {
@@ -47,6 +63,44 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
   client.on('error', options.onError ?? (() => {}));
   const whenReady = createWhenReady(client);
   const guard = createGuard(client, whenReady, timeoutMs);
+  const warn = options.onWarning ?? ((message: string) => options.onError?.(new Error(message)));
+  // Security state (replay markers, consumed codes) must never be evicted: check on every (re)connect,
+  // as a failover may land on a differently configured node.
+  client.on('ready', () => {
+    void checkEvictionPolicy(client).then((message) => message && warn(message), () => undefined);
+  });
+
+  const waitReplicas = options.waitReplicas ?? 0;
+  const waitTimeoutMs = options.waitTimeoutMs ?? 1000;
+  let consentClient = client;
+  let consentGuard = guard;
+  let ack: ConsentWriteAck | undefined;
+  if (waitReplicas > 0) {
+    if (client.isCluster) throw new Error('storeOptions.waitReplicas is not supported with redis+cluster (WAIT must reach the node that took the write)');
+    if (!Number.isSafeInteger(waitReplicas) || !Number.isSafeInteger(waitTimeoutMs) || waitTimeoutMs < 1) throw new RangeError('waitReplicas and waitTimeoutMs must be positive integers');
+    // WAIT blocks its connection, so consent writes get their own: other traffic is not held up behind a
+    // slow replica. WAIT counts the writes of its connection, which are exactly the consent writes. The
+    // command timeout leaves room for the WAIT itself (a timed-out WAIT would also fail, but would leave
+    // the connection blocked behind it).
+    const writer = (client as Redis).duplicate({ commandTimeout: timeoutMs + waitTimeoutMs });
+    writer.on('error', options.onError ?? (() => {}));
+    consentClient = writer;
+    const writerReady = createWhenReady(writer);
+    const writerGuard = createGuard(writer, writerReady, timeoutMs);
+    // Wait (bounded) for the writer's own connection too: it may lag the shared one after a reconnect.
+    consentGuard = (op) => writerGuard(async () => {
+      await writerReady(timeoutMs);
+      return op();
+    });
+    ack = async () => {
+      const acked = await writer.wait(waitReplicas, waitTimeoutMs);
+      if (acked < waitReplicas) {
+        // The write is on the primary and may still reach replicas, or be lost on failover: it is
+        // reported as failed, and the caller must treat its outcome as unknown (a retry re-reads it).
+        throw new StoreUnavailableError(`consent write acknowledged by ${acked} of ${waitReplicas} replica(s) within ${waitTimeoutMs} ms; it may still be present on the primary`);
+      }
+    };
+  }
 
   return {
     kind: 'redis',
@@ -54,7 +108,7 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
     prefix,
     oidc: createRedisOidcStore(client, guard, keys),
     accounts: createRedisAccountStore(client, guard, keys),
-    consents: createRedisConsentStore(client, guard, keys),
+    consents: createRedisConsentStore(consentClient, consentGuard, keys, ack),
     keys: createRedisKeyStore(client, guard, keys),
     replay: createRedisReplayCache(client, guard, keys),
     rateLimits: createRedisRateLimitStore(client, guard, keys),
@@ -65,6 +119,8 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
         await client.ping();
       });
     },
-    close: () => shutdown(client, timeoutMs),
+    close: async () => {
+      await Promise.all([shutdown(client, timeoutMs), consentClient !== client ? shutdown(consentClient, timeoutMs) : undefined]);
+    },
   };
 }

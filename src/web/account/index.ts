@@ -4,6 +4,8 @@ import type { DelegationService } from '../../delegation/service.ts';
 import type { AccountService } from '../../identity/accounts.ts';
 import type { Ledger } from '../../audit/index.ts';
 import type { ApiAuthenticator } from '../api-auth.ts';
+import type { Store } from '../../store/contracts.ts';
+import { linkRoutes } from './links.ts';
 import { apiRoutes } from './api.ts';
 import type { StaffRules } from './caller.ts';
 import { accountContext } from './context.ts';
@@ -34,6 +36,11 @@ export interface AccountAppDeps {
   allowedLevels?: number[];
   /** Account linked to a verified NHS number, when the identity layer indexes them. */
   findAccountByNhsNumber?: (nhsNumber: string) => Promise<string | undefined>;
+  /**
+   * Adding another login to a signed-in account (identity/link-intents.ts): the store for link intents and
+   * links, and the upstreams a user may add. Without it the links page lists and removes links only.
+   */
+  linking?: { store: Pick<Store, 'oidc' | 'accounts'>; upstreams: ReadonlyArray<{ id: string; displayName: string }> };
 }
 
 export function accountRoutes(deps: AccountAppDeps): Router {
@@ -43,5 +50,6 @@ export function accountRoutes(deps: AccountAppDeps): Router {
   router.use(sessions.routes().routes());
   router.use(pageRoutes(app, sessions).routes());
   router.use(apiRoutes(app).routes());
+  router.use(linkRoutes(app, sessions).routes());
   return router;
 }

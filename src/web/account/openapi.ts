@@ -60,6 +60,7 @@ export function buildOpenApi(issuer: string): JsonObject {
     'delegation.staff': 'Staff (AAL3 with an allowed role): record verified relationships and import VRS Consents',
     'delegation.events': 'Subscribe to consent revocation events',
     'audit.read': 'Read who acted for the caller (from the audit ledger)',
+    'account.links': 'See and remove the upstream logins linked to the caller\'s account',
   };
   for (const s of API_SCOPES) if (!(s in scopes)) scopes[s] = s;
   return {
@@ -92,6 +93,27 @@ export function buildOpenApi(issuer: string): JsonObject {
         History: schemaOf('History', historyView, 'output', extra),
         ActedForMe: schemaOf('ActedForMe', actedForMeView, 'output', extra),
         Error: schemaOf('Error', errorBody, 'output', extra),
+        LinkList: {
+          type: 'object',
+          required: ['links'],
+          properties: {
+            links: {
+              type: 'array',
+              description: 'Oldest first',
+              items: {
+                type: 'object',
+                required: ['provider', 'providerName', 'subject', 'evidence', 'linkedAt'],
+                properties: {
+                  provider: { type: 'string', description: 'Upstream (connector) id' },
+                  providerName: { type: 'string', description: 'Its display name' },
+                  subject: { type: 'string', description: 'The subject at that upstream' },
+                  evidence: { type: 'string', description: 'Why the link was made', examples: ['jit', 'proved-in-session', 'nhs_number:P9', 'cis2_uid:AAL2'] },
+                  linkedAt: { type: 'string', format: 'date-time' },
+                },
+              },
+            },
+          },
+        },
         Consent: {
           ...schemaOf('Consent', vrsConsentSchema, 'input', extra),
           description:
@@ -181,6 +203,18 @@ export function buildOpenApi(issuer: string): JsonObject {
         get: op('Tokens issued to people acting for the caller, and exchanges made with them (audit ledger)', 'audit.read', {
           parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 100 } }],
           responses: { '200': { description: 'Newest first', content: json(ref('ActedForMe')) }, ...errors([400, 401, 403]) },
+        }),
+      },
+      '/api/account/links': {
+        get: op('The upstream logins linked to the caller\'s account, with the evidence each link was made on', 'account.links', { responses: { '200': { description: 'The links', content: json(ref('LinkList')) }, ...errors([401, 403]) } }),
+      },
+      '/api/account/links/{provider}/{subject}': {
+        parameters: [
+          { name: 'provider', in: 'path', required: true, description: 'Upstream (connector) id', schema: { type: 'string', maxLength: 200 } },
+          { name: 'subject', in: 'path', required: true, description: 'The subject at that upstream (URL-encoded)', schema: { type: 'string', maxLength: 1024 } },
+        ],
+        delete: op('Remove one of the caller\'s links (audited as account.unlinked). The last one cannot be removed (409 last_link). Adding a link needs the browser: /account/links', 'account.links', {
+          responses: { '204': { description: 'Removed' }, ...errors([400, 401, 403, 404, 409]) },
         }),
       },
       '/api/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } } } },

@@ -19,7 +19,7 @@ const SESSION_COOKIE = 'account_session';
 const TX_COOKIE = 'account_tx';
 const COOKIE_PATH = '/account';
 const TX_TTL_MS = 10 * 60_000;
-const SCOPE = 'openid profile delegation.read delegation.write delegation.staff audit.read';
+const SCOPE = 'openid profile delegation.read delegation.write delegation.staff audit.read account.links';
 
 const sessionSchema = z.strictObject({ sid: z.string().min(16), token: z.string().min(20), exp: z.number().int(), name: z.string().max(200).optional() });
 export type AccountSession = z.infer<typeof sessionSchema>;

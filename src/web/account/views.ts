@@ -198,6 +198,8 @@ ${mine.length ? table(mine, 'grantee', 'People who can act for you', 'acting-for
 <h2 class="nhsuk-heading-m">People you can act for</h2>
 ${theirs.length ? table(theirs, 'patient', 'People you can act for', 'i-act-for') : h`<p class="nhsuk-body">You cannot act for anyone.</p>`}
 <p class="nhsuk-body"><a href="/account/invitations/accept" data-testid="accept-link">Accept an invitation with a code</a></p>
+<h2 class="nhsuk-heading-m">Ways you sign in</h2>
+<p class="nhsuk-body"><a href="/account/links" data-testid="links-link">See and change the logins linked to your account</a></p>
 <h2 class="nhsuk-heading-m">Activity</h2>
 <p class="nhsuk-body"><a href="/account/who-acted-for-me" data-testid="who-acted-link">See who has acted for you</a></p>
 ${ended.length ? h`<details class="nhsuk-details"><summary class="nhsuk-details__summary"><span class="nhsuk-details__summary-text">Ended and declined (${ended.length})</span></summary><div class="nhsuk-details__text"><ul class="nhsuk-list">${ended.map((d) => h`<li><a href="/account/delegations/${d.id}">${nameOf(d.patient, '')} → ${d.grantee ? nameOf(d.grantee, '') : 'invitation'}</a> ${tag(d.status)}</li>`)}</ul></div></details>` : ''}
@@ -393,5 +395,73 @@ ${errorMessage('evidence', evidenceError)}
 <button class="nhsuk-button" type="submit" data-testid="record">Record relationship</button>
 </form>`,
     v.errors,
+  );
+}
+
+// Linked logins ------------------------------------------------------------------------------------------
+
+export interface LinkRow {
+  provider: string;
+  providerName: string;
+  subject: string;
+  evidence: string;
+  linkedAt: string;
+}
+
+/** The evidence a link was made on, in plain words. */
+export function evidenceText(evidence: string): string {
+  if (evidence === 'jit') return 'Your account was created with this login';
+  if (evidence === 'proved-in-session') return 'You added it, signed in with both logins';
+  const [kind, level] = evidence.split(':');
+  if (kind === 'nhs_number') return `Matched on your verified NHS number${level && level !== 'asserted' ? ` (${level})` : ''}`;
+  if (kind === 'cis2_uid') return 'Matched on your verified NHS Care Identity user ID';
+  if (kind === 'saml_persistent') return 'Matched on your organisation\u2019s persistent identifier';
+  return `Matched on a verified identifier (${evidence})`;
+}
+
+const LINK_DONE: Record<string, string> = {
+  linked: 'That login has been added. You can now sign in with it.',
+  'already-linked': 'That login was already linked to your account. Nothing was changed.',
+  removed: 'That login has been removed. It can no longer be used to sign in to your account.',
+};
+
+export function linksPage(v: { csrf: string; links: LinkRow[]; upstreams: ReadonlyArray<{ id: string; displayName: string }>; done?: string; errors: FieldError[] }): string {
+  const done = v.done ? LINK_DONE[v.done] : undefined;
+  const only = v.links.length <= 1;
+  return page(
+    'Ways you sign in',
+    h`${done ? h`<div class="nhsuk-inset-text" data-testid="done"><span class="nhsuk-u-visually-hidden">Information: </span><p>${done}</p></div>` : ''}
+<h1 class="nhsuk-heading-l">Ways you sign in</h1>
+<p class="nhsuk-body">These logins all lead to this account.${only ? ' You cannot remove your only login.' : ''}</p>
+<table class="nhsuk-table" id="links" data-testid="links"><caption class="nhsuk-table__caption nhsuk-u-visually-hidden">Logins linked to your account</caption>
+<thead class="nhsuk-table__head"><tr class="nhsuk-table__row"><th class="nhsuk-table__header" scope="col">Login</th><th class="nhsuk-table__header" scope="col">How it was linked</th><th class="nhsuk-table__header" scope="col">Since</th><th class="nhsuk-table__header" scope="col"><span class="nhsuk-u-visually-hidden">Action</span></th></tr></thead>
+<tbody class="nhsuk-table__body">${v.links.map(
+      (l) => h`<tr class="nhsuk-table__row" data-testid="link-row"><td class="nhsuk-table__cell">${l.providerName}</td><td class="nhsuk-table__cell">${evidenceText(l.evidence)}</td><td class="nhsuk-table__cell">${date(l.linkedAt)}</td><td class="nhsuk-table__cell">${
+        only
+          ? ''
+          : h`<form method="post" action="/account/links/remove">${csrfField(v.csrf)}<input type="hidden" name="provider" value="${l.provider}"><input type="hidden" name="subject" value="${l.subject}"><button class="nhsuk-button nhsuk-button--secondary nhsuk-u-margin-bottom-0" type="submit" data-testid="remove-link">Remove<span class="nhsuk-u-visually-hidden"> ${l.providerName}</span></button></form>`
+      }</td></tr>`,
+    )}</tbody></table>
+<h2 class="nhsuk-heading-m">Add a way to sign in</h2>
+<p class="nhsuk-body">You will be asked to sign in with the other login now. Once you have, it leads to this account too. A login that already belongs to another account cannot be added.</p>
+${
+  v.upstreams.length
+    ? h`<form method="post" action="/account/links/add">${csrfField(v.csrf)}
+<div class="nhsuk-form-group"><label class="nhsuk-label" for="upstream">Login to add</label>
+<select class="nhsuk-select" id="upstream" name="upstream">${v.upstreams.map((u) => h`<option value="${u.id}">${u.displayName}</option>`)}</select></div>
+<button class="nhsuk-button" type="submit" data-testid="add-link">Add a way to sign in</button></form>`
+    : h`<p class="nhsuk-body">No other logins can be added on this service.</p>`
+}`,
+    v.errors,
+  );
+}
+
+export function linkRefusedPage(v: { providerName: string }): string {
+  return page(
+    'This login cannot be added',
+    h`<h1 class="nhsuk-heading-l">This login cannot be added</h1>
+<p class="nhsuk-body" data-testid="link-refused">The ${v.providerName} login you just used already belongs to another account. It has not been added to this account, and nothing has been changed.</p>
+<p class="nhsuk-body">If you did not expect this, sign in with that login and remove it there first, or contact the service desk.</p>
+<p class="nhsuk-body"><a href="/account/links">Back to ways you sign in</a></p>`,
   );
 }

@@ -357,6 +357,30 @@ describe.skipIf(!simpleSamlAvailable)('SAML upstream: hostile responses are refu
       await expectRefused(login, answer, xxe, /DOCTYPE/);
     });
 
+    it('billion laughs: nested internal entities are refused before any expansion, quickly', async () => {
+      const { login, answer } = await fresh();
+      const xml = Buffer.from(answer.SAMLResponse, 'base64').toString('utf8').replace(/^<\?xml[^>]*\?>/, '');
+      const levels = ['<!ENTITY lol0 "lol">', ...Array.from({ length: 9 }, (_, i) => `<!ENTITY lol${i + 1} "${`&lol${i};`.repeat(10)}">`)].join('');
+      // The reference sits in an attribute value the connector reads (the NameID's text).
+      const bomb = `<?xml version="1.0"?><!DOCTYPE lolz [${levels}]>${xml.replace(/(<(?:\w+:)?NameID\b[^>]*>)/, '$1&lol9;')}`;
+      const t0 = Date.now();
+      await expectRefused(login, answer, Buffer.from(bomb).toString('base64'), /DOCTYPE/);
+      expect(Date.now() - t0).toBeLessThan(3000);
+    });
+
+    it('deeply nested XML (tens of thousands of levels, within the size limit) -> refused, never a 5xx', async () => {
+      const { login, answer } = await fresh();
+      const xml = Buffer.from(answer.SAMLResponse, 'base64').toString('utf8');
+      const depth = 25_000;
+      const deep = xml.replace(/(<\/(?:\w+:)?Response>)\s*$/, `${'<x>'.repeat(depth)}${'</x>'.repeat(depth)}$1`);
+      expect(deep.length).toBeGreaterThan(xml.length + depth * 7 - 1);
+      const encoded = Buffer.from(deep).toString('base64');
+      expect(encodeURIComponent(encoded).length).toBeLessThan(512 * 1024);
+      const t0 = Date.now();
+      await expectRefused(login, answer, encoded, undefined);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    });
+
     it('two SAMLResponse fields', async () => {
       const { login, answer } = await fresh();
       const before = snapshot(env.db);

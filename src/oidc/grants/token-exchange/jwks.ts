@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { ExchangeConfig, ExchangeIssuerConfig } from '../../../config/exchange.ts';
 import { IssuerUnavailable } from '../../../exchange/errors.ts';
 
@@ -8,6 +8,50 @@ import { IssuerUnavailable } from '../../../exchange/errors.ts';
 // never followed: the URL comes from configuration only.
 //
 // The cache lives as long as the configuration object, so providers rebuilt on key rotation share it.
+
+/** A remote key set larger than this is refused unread past the limit (a real one is a few KiB). */
+export const JWKS_MAX_BYTES = 256 * 1024;
+/** More keys than this is refused: each candidate key can cost a signature check per token. */
+export const JWKS_MAX_KEYS = 100;
+
+/**
+ * Wraps the fetch jose uses for a remote key set so that the set is bounded in bytes (read as a stream
+ * and abandoned at the limit, whatever Content-Length says) and in keys. Anything over a bound is a
+ * JWKSInvalid, i.e. the keys "could not be had". Used for exchange issuers and OIDC upstreams alike.
+ */
+export function boundedJwksFetch(inner: FetchImplementation = (url, options) => fetch(url, options)): FetchImplementation {
+  return async (url, options) => {
+    const res = await inner(url, options);
+    if (res.status !== 200 || !res.body) return res;
+    const declared = Number(res.headers.get('content-length'));
+    if (declared > JWKS_MAX_BYTES) {
+      await res.body.cancel().catch(() => {});
+      throw new errors.JWKSInvalid(`JWKS larger than ${JWKS_MAX_BYTES} bytes`);
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > JWKS_MAX_BYTES) {
+        await reader.cancel().catch(() => {});
+        throw new errors.JWKSInvalid(`JWKS larger than ${JWKS_MAX_BYTES} bytes`);
+      }
+      chunks.push(value);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    let keys: unknown;
+    try {
+      keys = (JSON.parse(text) as { keys?: unknown }).keys;
+    } catch {
+      throw new errors.JWKSInvalid('JWKS is not JSON');
+    }
+    if (Array.isArray(keys) && keys.length > JWKS_MAX_KEYS) throw new errors.JWKSInvalid(`JWKS has ${keys.length} keys; at most ${JWKS_MAX_KEYS} are accepted`);
+    return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+  };
+}
 
 const cache = new WeakMap<ExchangeConfig, Map<string, JWTVerifyGetKey>>();
 
@@ -43,6 +87,7 @@ export function issuerKeys(exchange: ExchangeConfig, issuer: ExchangeIssuerConfi
             cooldownDuration: exchange.jwks.cooldownMs,
             cacheMaxAge: exchange.jwks.cacheMaxAgeMs,
             headers: { accept: 'application/json, application/jwk-set+json' },
+            [customFetch]: boundedJwksFetch(),
           }),
         );
     byIssuer.set(issuer.id, keys);
