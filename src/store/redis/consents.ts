@@ -4,6 +4,7 @@ import type { Guard } from './guard.ts';
 import type { Keyspace } from './keyspace.ts';
 import { lua, runScript } from './scripts.ts';
 import { keySlot } from './slot.ts';
+import { checkCreate, checkUpdate } from '../consent-checks.ts';
 
 // Layout (names in keyspace.ts):
 //   {consent:<id>}            hash  v = newest version, i = its index fields (JSON)   -- the current pointer
@@ -87,25 +88,6 @@ if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1]
 return 0
 `);
 
-// Misuse is a bug in the caller, not a lost race: it throws rather than returning false, which a caller
-// would take for "someone else updated it" and retry for ever. (Same rules as the sqlite backend.)
-function checkFields(consent: StoredConsent): void {
-  if (!Number.isFinite(consent.updatedAt)) throw new TypeError('consent updatedAt must be a finite number');
-  if (consent.endsAt !== undefined && !Number.isFinite(consent.endsAt)) throw new TypeError('consent endsAt must be a finite number when given');
-}
-
-function checkCreate(consent: StoredConsent): void {
-  if (consent.version !== 1) throw new RangeError(`a consent is created at version 1, not ${consent.version}`);
-  checkFields(consent);
-}
-
-function checkUpdate(consent: StoredConsent, expectedVersion: number): void {
-  if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 1) throw new RangeError(`expectedVersion must be a positive integer, not ${expectedVersion}`);
-  if (consent.version !== expectedVersion + 1) {
-    throw new RangeError(`consent version must be expectedVersion + 1 (${expectedVersion + 1}), not ${consent.version}`);
-  }
-  checkFields(consent);
-}
 
 /** Only the contract's fields, without undefined ones, in a fixed order. */
 function normalize(c: StoredConsent): StoredConsent {

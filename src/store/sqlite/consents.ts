@@ -1,6 +1,7 @@
 import type { ConsentStore, StoredConsent } from '../contracts.ts';
 import { integer, optionalInteger, optionalText, text, type Row } from './rows.ts';
 import type { Sql } from './sql.ts';
+import { checkCreate, checkUpdate } from '../consent-checks.ts';
 
 // Every version is a row of consent_versions; `consents` holds, per id, the newest version's number, its
 // rowid (seq) and the fields the lists filter and sort on, with one index per list (schema in db.ts). So
@@ -36,25 +37,6 @@ function compareText(a: string, b: string): number {
   return a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-// Misuse is a bug in the caller, not a lost race: it throws rather than returning false, which a caller
-// would take for "someone else updated it" and retry for ever.
-function checkFields(consent: StoredConsent): void {
-  if (!Number.isFinite(consent.updatedAt)) throw new TypeError('consent updatedAt must be a finite number');
-  if (consent.endsAt !== undefined && !Number.isFinite(consent.endsAt)) throw new TypeError('consent endsAt must be a finite number when given');
-}
-
-function checkCreate(consent: StoredConsent): void {
-  if (consent.version !== 1) throw new RangeError(`a consent is created at version 1, not ${consent.version}`);
-  checkFields(consent);
-}
-
-function checkUpdate(consent: StoredConsent, expectedVersion: number): void {
-  if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 1) throw new RangeError(`expectedVersion must be a positive integer, not ${expectedVersion}`);
-  if (consent.version !== expectedVersion + 1) {
-    throw new RangeError(`consent version must be expectedVersion + 1 (${expectedVersion + 1}), not ${consent.version}`);
-  }
-  checkFields(consent);
-}
 
 export function createSqliteConsentStore(sql: Sql): ConsentStore {
   function insertVersion(c: StoredConsent): number {
