@@ -217,6 +217,38 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
     }
   }
 
+  type Pending = { build: (head: ChainHead) => StoredEntry; resolve: (r: { entry: StoredEntry; attempts: number }) => void; reject: (err: unknown) => void };
+  let pending: Pending[] = [];
+  function flush(): void {
+    const batch = pending;
+    pending = [];
+    let entries: StoredEntry[];
+    try {
+      entries = guard(() =>
+        transaction(() => {
+          let head = readHead();
+          const out: StoredEntry[] = [];
+          for (const p of batch) {
+            const e = p.build(head);
+            insert.run(
+              e.seq, e.time, e.type, e.outcome, e.actor, e.actorIndex, e.subject, e.subjectIndex,
+              e.client, e.consent, e.requestId, canonicalDetails(e.details), e.personal, e.prev, e.hash,
+            );
+            if (e.seq % SEARCH_BATCH === 0) catchUp(e.seq);
+            head = { seq: e.seq, hash: e.hash, time: e.time };
+            out.push(e);
+          }
+          headPut.run(head.seq, head.hash, head.time);
+          return out;
+        }),
+      );
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve({ entry: entries[i], attempts: 1 }));
+  }
+
   return {
     kind: 'sqlite',
 
@@ -224,19 +256,14 @@ export function sqliteLedgerBackend(db: DatabaseSync, options: SqliteLedgerOptio
       return guard(readHead);
     },
 
-    async append(build) {
-      return guard(() =>
-        transaction(() => {
-          const e: StoredEntry = build(readHead());
-          insert.run(
-            e.seq, e.time, e.type, e.outcome, e.actor, e.actorIndex, e.subject, e.subjectIndex,
-            e.client, e.consent, e.requestId, canonicalDetails(e.details), e.personal, e.prev, e.hash,
-          );
-          headPut.run(e.seq, e.hash, e.time);
-          if (e.seq % SEARCH_BATCH === 0) catchUp(e.seq);
-          return { entry: e, attempts: 1 };
-        }),
-      );
+    append(build) {
+      // Group commit: appends made in the same turn of the event loop share one transaction (one lock,
+      // one commit). Each entry still chains on the one before it, and each caller's promise settles
+      // only once its own entry is committed.
+      return new Promise((resolve, reject) => {
+        pending.push({ build, resolve, reject });
+        if (pending.length === 1) setImmediate(flush);
+      });
     },
 
     async range(fromSeq, toSeq, limit) {
