@@ -1,35 +1,57 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createPrivateKey, randomUUID, sign as signSync, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
-import autocannon from 'autocannon';
-import { SignJWT, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-import { CLIENT_ID, ISSUER, RESOURCE, SCOPE, type ChildMessage, type ParentMessage, type ServerSpec } from './servers/common.ts';
-import { compareProfiles, formatSummary, summariseProfile } from './profile-summary.ts';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import {
+  BASIC_CLIENT,
+  BASIC_SECRET,
+  CIS2_UPSTREAM,
+  EXTERNAL_AUDIENCE,
+  ISSUER,
+  OPAQUE_RESOURCE,
+  PATIENT_SCOPES,
+  RESOURCE,
+  SAML_UPSTREAM,
+  SCOPE,
+  SCRIPTED_UPSTREAM,
+  WEB_SCOPE,
+  type BrokerSpec,
+  type ChildMessage,
+  type ParentMessage,
+  type ServerSpec,
+} from './servers/common.ts';
+import { LOGIN_CRYPTO, TOKEN_SCENARIOS, ceilingFor, post, type Backend, type Check, type Env, type Kind, type Target, type TokenScenario } from './scenarios/catalogue.ts';
+import { brokerBrowser, basic } from './scenarios/http.ts';
+import { cannon, coreTimes, flows, paced, percentile, processMemory, type SliceResult } from './scenarios/load.ts';
+import { claimsOf, login, type LoginOptions } from './scenarios/login.ts';
+import { AssertionPool, clientKeys } from './scenarios/pool.ts';
+import { seedConsents, seedSessions } from './scenarios/seed.ts';
+import { openStore } from '../src/store/open.ts';
+import { writeReport, type ConsentRow, type FixedRate, type MemoryRow, type Measurement, type ProfileRow, type RunResult } from './scenarios/report.ts';
+import { summariseProfile } from './profile-summary.ts';
+import { startRedis, type RedisPeer } from '../test/peers/redis.ts';
+import { freePort } from '../test/peers/ports.ts';
+import { generateKeyPair as samlKeyPair, simpleSamlAvailable, startSimpleSaml, type SimpleSamlPeer } from '../test/peers/simplesamlphp.ts';
 
-// `npm run bench`: client_credentials with private_key_jwt and JWT access tokens (ES256), against the
-// broker and, in the same run, a bare oidc-provider configured the same way (bench/servers/bare.ts).
+// `npm run bench`: the broker against its baselines, in one run, on 2 cores.
 //
-// Each server runs in its own process pinned to one core (taskset -c 0, libuv threadpool included);
-// this driver and autocannon run on another core (taskset -c 1). Every request carries a fresh client
-// assertion, pre-signed before any load. All servers are started together and measured in
-// alternating slices (bare, broker, … then again in rotated order), so a slow patch of a shared
-// machine lands on every server alike; each server's figures aggregate its slices.
-// Writes bench/results/<timestamp>.json and bench/results/latest.md.
-//
-// Environment (all optional):
-//   BENCH_DURATION=15       seconds measured per server, split into BENCH_SLICES=10 slices
-//   BENCH_WARMUP=3          seconds of warm-up per server before the first slice
-//   BENCH_CONNECTIONS=50    keep-alive connections
-//   BENCH_SERVERS=bare,broker,provider   which servers (provider = diagnostic, see bench/servers/provider.ts)
-//   BENCH_LOG_LEVEL=silent  the broker's log level (info = access log serialised to /dev/null)
-//   BENCH_PROFILE=broker    comma list of servers to run under --cpu-prof (a summary is printed)
-//   BENCH_CEILING_SECONDS=3 length of the crypto-ceiling loop
-//   BENCH_MAX_ASSERTIONS=300000  cap on pre-signed assertions (memory); beyond it they are signed
-//                                synchronously on the load generator's core, which is reported
+// Servers under test each run in their own process pinned to core 0 (taskset; libuv threadpool too):
+// the broker on SQLite and on Redis (bench/servers/broker.ts), and bare oidc-provider on each
+// (bench/servers/bare.ts). This driver re-executes itself on core 1 with autocannon, and everything
+// else that is not under test lives there too: redis-server, the fake CIS2 upstream (its own process),
+// SimpleSAMLphp (php -S), the external issuer's JWKS. Scenarios (bench/scenarios/catalogue.ts) run in
+// groups; within a group every (scenario, server) cell is measured in alternating slices, order rotated
+// each round, so a slow patch of this shared machine lands on every cell alike. Then: a fixed-rate
+// run at 80% of one scenario's maximum (p99), consent lookups and delegated-token introspection at
+// 10^3…10^6 stored consents, and the RSS of a broker at idle and with 100,000 sessions.
+// Writes bench/results/<timestamp>.json, latest.md and the SVG charts (bench/scenarios/report.ts,
+// bench/chart.ts). Settings: bench/README.md.
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -38,40 +60,49 @@ const SERVER_CORE = '0';
 const LOADGEN_CORE = '1';
 
 const env = process.env;
-const DURATION = num('BENCH_DURATION', 15);
-const SLICES = Math.max(1, Math.round(num('BENCH_SLICES', 10)));
-const WARMUP = num('BENCH_WARMUP', 3);
-const CONNECTIONS = Math.round(num('BENCH_CONNECTIONS', 50));
-const CEILING_SECONDS = num('BENCH_CEILING_SECONDS', 3);
-const MAX_ASSERTIONS = Math.round(num('BENCH_MAX_ASSERTIONS', 300_000));
-const LOG_LEVEL = env.BENCH_LOG_LEVEL ?? 'silent';
-const SERVERS = [...new Set((env.BENCH_SERVERS ?? 'bare,broker,provider').split(',').map((s) => s.trim()).filter(Boolean))] as ServerName[];
-const PROFILE = new Set((env.BENCH_PROFILE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
-
-const TARGET_RATIO = 0.85;
-const TARGET_GRANTS = 2000;
-
-type ServerName = 'bare' | 'broker' | 'provider';
-const LABELS: Record<ServerName, string> = {
-  bare: 'bare oidc-provider',
-  broker: 'broker',
-  provider: 'broker provider, no Koa (diagnostic)',
-};
-const SCENARIO = 'client_credentials, private_key_jwt, JWT AT (ES256)';
-
 function num(name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const v = Number(raw);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(raw)}`);
   return v;
 }
+const list = (name: string, fallback: string): string[] => [...new Set((env[name] ?? fallback).split(',').map((s) => s.trim()).filter(Boolean))];
+
+const DURATION = num('BENCH_DURATION', 4);
+const SLICES = Math.max(1, Math.round(num('BENCH_SLICES', 4)));
+const WARMUP = num('BENCH_WARMUP', 0.5);
+const CONNECTIONS = Math.max(1, Math.round(num('BENCH_CONNECTIONS', 50)));
+const LOGIN_CONNECTIONS = Math.max(1, Math.round(num('BENCH_LOGIN_CONNECTIONS', 32)));
+const SAML_CONNECTIONS = Math.max(1, Math.round(num('BENCH_SAML_CONNECTIONS', 4)));
+const LOGIN_DURATION = num('BENCH_LOGIN_DURATION', DURATION);
+const FIXED_SECONDS = num('BENCH_FIXED_SECONDS', 4);
+const FIXED_SCENARIO = env.BENCH_FIXED_SCENARIO ?? 'cc-pkjwt-jwt';
+const FIXED_SHARE = num('BENCH_FIXED_SHARE', 0.8);
+const SIZES = list('BENCH_SIZES', '1000,100000,1000000').map(Number).sort((a, b) => a - b);
+const SESSIONS = Math.round(num('BENCH_SESSIONS', 100_000));
+const LOOKUPS = Math.round(num('BENCH_LOOKUPS', 3000));
+const CEILING_SECONDS = num('BENCH_CEILING_SECONDS', 3);
+const MAX_ASSERTIONS = Math.round(num('BENCH_MAX_ASSERTIONS', 300_000));
+const LOG_LEVEL = env.BENCH_LOG_LEVEL ?? 'silent';
+const haveRedis = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0;
+const BACKENDS = (list('BENCH_BACKENDS', 'sqlite,redis') as Backend[]).filter((b) => b !== 'redis' || haveRedis);
+const BARE = env.BENCH_BARE !== '0';
+const DIAGNOSTIC = env.BENCH_DIAGNOSTIC === '1';
+const ALL_PARTS = [...TOKEN_SCENARIOS.filter((s) => s.id !== 'introspect-delegated').map((s) => s.id), 'fixed-rate', 'login-oidc', 'login-saml', 'consents', 'memory'];
+const PARTS = new Set(list('BENCH_SCENARIOS', ALL_PARTS.join(',')));
+const PROFILE = new Set(list('BENCH_PROFILE', ''));
+const profiled = (id: string) => PROFILE.has(id.split('@')[0]) || PROFILE.has('all');
+
+for (const b of BACKENDS) if (b !== 'sqlite' && b !== 'redis') throw new Error(`BENCH_BACKENDS: unknown backend ${b}`);
+for (const p of PARTS) if (!ALL_PARTS.includes(p)) throw new Error(`BENCH_SCENARIOS: unknown part ${p} (${ALL_PARTS.join(', ')})`);
 
 const haveTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
 const totalCores = cpus().length;
 const pinned = haveTaskset && totalCores >= 2;
 
 // Re-run this driver on the load generator's core, so it never competes with the servers' core.
+// Everything it spawns without taskset (redis-server, php, the fake CIS2) inherits that core.
 if (pinned && env.BENCH_PINNED !== '1') {
   const r = spawnSync('taskset', ['-c', LOADGEN_CORE, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
@@ -80,25 +111,14 @@ if (pinned && env.BENCH_PINNED !== '1') {
   process.exit(r.status ?? 1);
 }
 
-for (const s of SERVERS) if (!(s in LABELS)) throw new Error(`BENCH_SERVERS: unknown server ${s} (bare, broker, provider)`);
-
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
-}
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const f0 = (n: number) => Math.round(n).toLocaleString('en-GB');
 
 // ---------------------------------------------------------------------------------------------------
 // Child processes
 
-interface Child {
-  name: ServerName;
-  proc: ChildProcess;
-  port: number;
-  dir: string;
-  stats(): Promise<Extract<ChildMessage, { type: 'stats' }>>;
-  stop(): Promise<void>;
-}
-
 const live = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void>> = [];
 function killAll(): void {
   for (const p of live) p.kill('SIGKILL');
 }
@@ -108,22 +128,20 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 
-function launch(script: string, spec: object, nodeArgs: string[] = [], quietStdout = false): ChildProcess {
+function launch(script: string, spec: object, options: { core?: string; nodeArgs?: string[]; quiet?: boolean } = {}): ChildProcess {
   const file = join(HERE, 'servers', script);
-  const [cmd, args] = pinned ? ['taskset', ['-c', SERVER_CORE, process.execPath, ...nodeArgs, file]] : [process.execPath, [...nodeArgs, file]];
-  const proc = spawn(cmd, args, {
-    stdio: ['ignore', quietStdout ? 'ignore' : 'inherit', 'inherit', 'ipc'],
-    env: { ...env, BENCH_SPEC: JSON.stringify(spec) },
-  });
+  const nodeArgs = options.nodeArgs ?? [];
+  const [cmd, args] = pinned && options.core ? ['taskset', ['-c', options.core, process.execPath, ...nodeArgs, file]] : [process.execPath, [...nodeArgs, file]];
+  const proc = spawn(cmd, args, { stdio: ['ignore', options.quiet ? 'ignore' : 'inherit', 'inherit', 'ipc'], env: { ...env, BENCH_SPEC: JSON.stringify(spec) } });
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
   return proc;
 }
 
-function nextMessage<T extends ChildMessage['type']>(proc: ChildProcess, type: T, timeoutMs: number): Promise<Extract<ChildMessage, { type: T }>> {
+function nextMessage<T extends ChildMessage['type']>(proc: ChildProcess, type: T, timeoutMs: number, match: (m: Extract<ChildMessage, { type: T }>) => boolean = () => true): Promise<Extract<ChildMessage, { type: T }>> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: ChildMessage) => {
-      if (m.type !== type) return;
+      if (m.type !== type || !match(m as Extract<ChildMessage, { type: T }>)) return;
       cleanup();
       resolve(m as Extract<ChildMessage, { type: T }>);
     };
@@ -145,21 +163,47 @@ function nextMessage<T extends ChildMessage['type']>(proc: ChildProcess, type: T
   });
 }
 
-async function startServer(name: ServerName, clientJwk: JWK, profileDir: string | undefined): Promise<Child> {
-  const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
-  const spec: ServerSpec = { store: `sqlite:${join(dir, 'store.db')}`, clientJwk, logLevel: LOG_LEVEL };
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const proc = launch(`${name}.ts`, spec, nodeArgs, LOG_LEVEL !== 'silent');
-  const { port } = await nextMessage(proc, 'ready', 30_000);
-  return {
+interface Child extends Target {
+  storeUrl?: string;
+  proc: ChildProcess;
+  pid: number;
+  dir?: string;
+  stats(): Promise<Extract<ChildMessage, { type: 'stats' }>>;
+  command<T = unknown>(name: string, args?: unknown, timeoutMs?: number): Promise<T>;
+  stop(): Promise<void>;
+}
+
+let commandId = 0;
+/** Every server child started, for lookups by name. */
+const serverRegistry: Child[] = [];
+
+async function startServer(kind: Kind, backend: Backend, spec: ServerSpec & Partial<BrokerSpec>, dir?: string): Promise<Child> {
+  const name = `${kind}-${backend}`;
+  // With a log level other than silent the access log is serialised and thrown away (BENCH_CHILD_STDOUT=1 shows it).
+  const proc = launch(`${kind}.ts`, spec, { core: SERVER_CORE, nodeArgs: ['--expose-gc'], quiet: env.BENCH_CHILD_STDOUT !== '1' });
+  const ready = await nextMessage(proc, 'ready', 60_000);
+  const child: Child = {
     name,
+    kind,
+    backend,
+    port: ready.port,
+    pid: ready.pid,
     proc,
-    port,
     dir,
-    async stats() {
-      const reply = nextMessage(proc, 'stats', 5000);
+    storeUrl: spec.store,
+    fx: { refresh: [], spareRefresh: [] },
+    stats() {
+      const reply = nextMessage(proc, 'stats', 10_000);
       proc.send({ type: 'stats' } satisfies ParentMessage);
       return reply;
+    },
+    async command<T>(cmd: string, args?: unknown, timeoutMs = 600_000): Promise<T> {
+      const id = ++commandId;
+      const reply = nextMessage(proc, 'reply', timeoutMs, (m) => m.id === id);
+      proc.send({ type: 'command', id, name: cmd, args } satisfies ParentMessage);
+      const r = await reply;
+      if (!r.ok) throw new Error(`${name}: ${cmd}: ${r.error}`);
+      return r.value as T;
     },
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -169,287 +213,205 @@ async function startServer(name: ServerName, clientJwk: JWK, profileDir: string 
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  serverRegistry.push(child);
+  return child;
+}
+
+async function cryptoCeiling(): Promise<{ opsPerSecond: number; concurrency: number; unitUs: Record<string, number> }> {
+  const proc = launch('ceiling.ts', {}, { core: SERVER_CORE });
+  const result = await nextMessage(proc, 'result', (CEILING_SECONDS + 60) * 1000);
+  await new Promise<void>((r) => (proc.exitCode !== null ? r() : proc.once('exit', () => r())));
+  return { opsPerSecond: Number(result.opsPerSecond), concurrency: Number(result.concurrency), unitUs: result.unitUs as Record<string, number> };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Peers on the load generator's core: the external issuer's JWKS, the fake CIS2, SimpleSAMLphp, Redis
+
+interface ExternalIssuer {
+  issuer: string;
+  jwksUri: string;
+  idToken: string;
+  server: Server;
+}
+
+async function startExternalIssuer(): Promise<ExternalIssuer> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true, modulusLength: 2048 });
+  const kid = 'bench-cis2-rs256';
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  const server = createServer((req, res) => {
+    if (req.url === '/cis2/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const issuer = `${base}/cis2`;
+  const idToken = await new SignJWT({ authentication_assurance_level: '3', id_assurance_level: '3', acr: 'AAL3_ANY', amr: ['N3_SMARTCARD'], auth_time: Math.floor(Date.now() / 1000) })
+    .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
+    .setIssuer(issuer)
+    .setAudience(EXTERNAL_AUDIENCE)
+    .setSubject('555057896106')
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .setJti(randomUUID())
+    .sign(privateKey);
+  return { issuer, jwksUri: `${base}/cis2/jwks`, idToken, server };
+}
+
+async function startCis2(brokerJwk: JWK): Promise<{ issuer: string; stop(): Promise<void> }> {
+  const proc = launch('cis2.ts', { redirectUris: [`${ISSUER}/upstream/${CIS2_UPSTREAM}/callback`], brokerJwk }, { core: LOADGEN_CORE, quiet: true });
+  const result = await nextMessage(proc, 'result', 60_000);
+  return {
+    issuer: String(result.issuer),
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      proc.send({ type: 'stop' });
+      await exited;
     },
   };
 }
 
-async function cryptoCeiling(): Promise<{ opsPerSecond: number; concurrency: number }> {
-  const proc = launch('ceiling.ts', {});
-  const result = await nextMessage(proc, 'result', (CEILING_SECONDS + 30) * 1000);
-  await new Promise<void>((r) => (proc.exitCode !== null ? r() : proc.once('exit', () => r())));
-  return { opsPerSecond: Number(result.opsPerSecond), concurrency: Number(result.concurrency) };
+async function startIdp(): Promise<{ peer: SimpleSamlPeer; sp: { keyPem: string; certPem: string } } | undefined> {
+  if (!simpleSamlAvailable) return undefined;
+  const sp = samlKeyPair('broker-bench-sp');
+  // The IdP's built-in server runs one request at a time per worker; two workers on core 1.
+  const workers = env.PHP_CLI_SERVER_WORKERS;
+  env.PHP_CLI_SERVER_WORKERS = env.BENCH_PHP_WORKERS ?? '2';
+  try {
+    const peer = await startSimpleSaml({
+      sps: [{ entityId: `${ISSUER}/upstream/${SAML_UPSTREAM}/metadata`, acsUrl: `${ISSUER}/upstream/${SAML_UPSTREAM}/callback`, sloUrl: `${ISSUER}/upstream/${SAML_UPSTREAM}/slo`, signingCertPem: sp.certPem }],
+    });
+    return { peer, sp };
+  } finally {
+    if (workers === undefined) delete env.PHP_CLI_SERVER_WORKERS;
+    else env.PHP_CLI_SERVER_WORKERS = workers;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Client assertions
+// Fixtures: logins through the scripted upstream (the broker child answers with queued identities)
 
-const BODY_PREFIX =
-  'grant_type=client_credentials' +
-  `&client_assertion_type=${encodeURIComponent('urn:ietf:params:oauth:client-assertion-type:jwt-bearer')}` +
-  `&resource=${encodeURIComponent(RESOURCE)}` +
-  `&scope=${encodeURIComponent(SCOPE)}` +
-  '&client_assertion=';
-const CLIENT_KID = 'bench-svc-es256';
+const P9 = { acr: 'P9.Cp.Cd', aal: 2, proofing: 'P9' as const };
+const identity = (subject: string, nhs: string) => ({ subject, claims: { nhs_number: nhs, name: subject }, assurance: P9 });
 
-interface ClientKeys {
-  privateKey: CryptoKey;
-  keyObject: KeyObject;
-  publicJwk: JWK;
+async function scriptedLogin(t: Child, subject: string, nhs: string, o: Partial<LoginOptions> = {}) {
+  await t.command('queue', { identities: [identity(subject, nhs)] });
+  return login(brokerBrowser(t.port), { upstream: SCRIPTED_UPSTREAM, ...o });
 }
 
-async function clientKeys(): Promise<ClientKeys> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  return {
-    privateKey,
-    keyObject: createPrivateKey({ key: (await exportJWK(privateKey)) as JsonWebKey, format: 'jwk' }),
-    publicJwk: { ...(await exportJWK(publicKey)), kid: CLIENT_KID, alg: 'ES256', use: 'sig' },
-  };
+async function ensureOpaque(t: Child): Promise<void> {
+  const r = await post(t.port, '/token', new URLSearchParams({ grant_type: 'client_credentials', resource: OPAQUE_RESOURCE, scope: SCOPE }).toString(), { authorization: basic(BASIC_CLIENT, BASIC_SECRET) });
+  if (r.status !== 200) throw new Error(`${t.name}: opaque token: ${r.status} ${r.text.slice(0, 200)}`);
+  t.fx.opaqueToken = String(r.body.access_token);
 }
 
-/**
- * One pool of pre-signed assertions (aud = the common issuer). Each server has its own store, so each
- * walks the pool with its own cursor; past the end, assertions are signed synchronously (counted).
- */
-class AssertionPool {
-  private readonly keys: ClientKeys;
-  private readonly ttl: number;
-  private pool: string[] = [];
-  private readonly cursors = new Map<string, number>();
-  readonly fallbacks = new Map<string, number>();
+async function ensureUser(t: Child): Promise<void> {
+  const tokens = await scriptedLogin(t, 'bench-user', '9000000025', { scope: WEB_SCOPE, resource: RESOURCE });
+  t.fx.userToken = tokens.access_token;
+}
 
-  constructor(keys: ClientKeys, ttl: number) {
-    this.keys = keys;
-    this.ttl = ttl;
-  }
-
-  private claims(now: number) {
-    return { iss: CLIENT_ID, sub: CLIENT_ID, aud: ISSUER, jti: randomUUID(), iat: now, exp: now + this.ttl };
-  }
-
-  /** Pre-signs `count` assertions with jose (SignJWT, ES256), in batches. */
-  async fill(count: number): Promise<number> {
-    const t = performance.now();
-    const now = Math.floor(Date.now() / 1000);
-    const BATCH = 500;
-    for (let i = 0; i < count; i += BATCH) {
-      const batch: Promise<string>[] = [];
-      for (let j = i; j < Math.min(count, i + BATCH); j++) {
-        batch.push(new SignJWT(this.claims(now)).setProtectedHeader({ alg: 'ES256', kid: CLIENT_KID }).sign(this.keys.privateKey));
+async function ensureRefresh(t: Child): Promise<void> {
+  const n = CONNECTIONS + 16 - t.fx.refresh.length - t.fx.spareRefresh.length;
+  if (n <= 0) return;
+  await t.command('queue', { identities: Array.from({ length: n }, () => identity('bench-user', '9000000025')) });
+  const tokens: string[] = [];
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (i < n) {
+        i++;
+        const r = await login(brokerBrowser(t.port), { upstream: SCRIPTED_UPSTREAM, scope: 'openid offline_access patient/Patient.rs', resource: RESOURCE, prompt: 'consent' });
+        if (!r.refresh_token) throw new Error(`${t.name}: no refresh token`);
+        tokens.push(r.refresh_token);
       }
-      for (const a of await Promise.all(batch)) this.pool.push(a);
-    }
-    return (performance.now() - t) / 1000;
-  }
-
-  get size(): number {
-    return this.pool.length;
-  }
-
-  used(server: string): number {
-    return this.cursors.get(server) ?? 0;
-  }
-
-  next(server: string): string {
-    const i = this.cursors.get(server) ?? 0;
-    this.cursors.set(server, i + 1);
-    if (i < this.pool.length) return this.pool[i];
-    this.fallbacks.set(server, (this.fallbacks.get(server) ?? 0) + 1);
-    return this.signNow();
-  }
-
-  private signNow(): string {
-    const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const input = `${enc({ alg: 'ES256', kid: CLIENT_KID })}.${enc(this.claims(Math.floor(Date.now() / 1000)))}`;
-    const sig = signSync('sha256', Buffer.from(input), { key: this.keys.keyObject, dsaEncoding: 'ieee-p1363' });
-    return `${input}.${sig.toString('base64url')}`;
-  }
+    }),
+  );
+  const chains = Math.max(0, CONNECTIONS - t.fx.refresh.length);
+  t.fx.refresh.push(...tokens.slice(0, chains));
+  t.fx.spareRefresh.push(...tokens.slice(chains));
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Per-core CPU accounting (Linux /proc/stat): other processes competing for the servers' core
-
-interface CoreTimes {
-  busy: number;
-  steal: number;
-  total: number;
+/** A patient, a carer, an active consent between them, and a fresh delegated token (they live 5 minutes). */
+async function ensureDelegated(t: Child): Promise<void> {
+  if (!t.fx.consentId) {
+    const patient = claimsOf((await scriptedLogin(t, 'bench-patient', '9000000009')).id_token!).sub as string;
+    const carer = claimsOf((await scriptedLogin(t, 'bench-carer', '9000000017')).id_token!).sub as string;
+    const { consentId, recordLength } = await t.command<{ consentId: string; recordLength: number }>('delegate', { patient, carer, scopes: ['patient/Patient.rs'] });
+    Object.assign(t.fx, { patient, carer, consentId, recordLength });
+  }
+  const tokens = await scriptedLogin(t, 'bench-carer', '9000000017', { scope: `openid ${PATIENT_SCOPES[0]}`, resource: RESOURCE, actAs: t.fx.consentId });
+  const claims = claimsOf(tokens.access_token);
+  if (claims.sub !== t.fx.patient || (claims.act as { sub?: string } | undefined)?.sub !== t.fx.carer) throw new Error(`${t.name}: not a delegated token: ${JSON.stringify(claims)}`);
+  t.fx.delegatedToken = tokens.access_token;
 }
 
-function coreTimes(core: string): CoreTimes | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith(`cpu${core} `));
-    if (!line) return undefined;
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    return { busy: user + nice + system + irq + softirq, steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
-  } catch {
-    return undefined;
+async function prepare(t: Child, needs: TokenScenario['needs'] = []): Promise<void> {
+  for (const need of needs) {
+    if (need === 'opaque' && !t.fx.opaqueToken) await ensureOpaque(t);
+    if (need === 'user') await ensureUser(t);
+    if (need === 'refresh') await ensureRefresh(t);
+    if (need === 'delegated') await ensureDelegated(t);
   }
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Checks and load
+// Cells, slices and groups
 
-interface Check {
-  ok: boolean;
-  detail: string;
-}
-
-async function tokenRequest(port: number, assertion: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`http://127.0.0.1:${port}/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: BODY_PREFIX + assertion,
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) as Record<string, unknown> };
-  } catch {
-    return { status: res.status, body: { raw: text.slice(0, 200) } };
-  }
-}
-
-/** One grant must succeed with an ES256 at+jwt for the resource; replaying its assertion must fail. */
-async function sanity(server: ServerName, port: number, pool: AssertionPool): Promise<Check[]> {
-  const assertion = pool.next(server);
-  const first = await tokenRequest(port, assertion);
-  let ok = first.status === 200 && typeof first.body.access_token === 'string';
-  let detail = `grant: ${first.status}`;
-  if (ok) {
-    const at = first.body.access_token as string;
-    const header = decodeProtectedHeader(at);
-    const claims = decodeJwt(at);
-    ok = header.alg === 'ES256' && header.typ === 'at+jwt' && claims.aud === RESOURCE && claims.client_id === CLIENT_ID && claims.iss === ISSUER;
-    detail += ` ${header.alg} ${header.typ} aud=${String(claims.aud)} scope=${String(claims.scope)}`;
-  } else {
-    detail += ` ${JSON.stringify(first.body)}`;
-  }
-  const replay = await tokenRequest(port, assertion);
-  const description = replay.body.error_description ? ` (${String(replay.body.error_description)})` : '';
-  return [
-    { ok, detail },
-    { ok: replay.status === 401 && replay.body.error === 'invalid_client', detail: `replayed assertion: ${replay.status} ${String(replay.body.error)}${description}` },
-  ];
-}
-
-interface SliceResult {
-  seconds: number;
-  total: number;
-  ok2xx: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-  latencies: number[];
-}
-
-function load(server: ServerName, port: number, seconds: number, pool: AssertionPool, record: boolean): Promise<SliceResult> {
-  return new Promise((resolve, reject) => {
-    const latencies: number[] = [];
-    const instance = autocannon(
-      {
-        url: `http://127.0.0.1:${port}`,
-        connections: CONNECTIONS,
-        pipelining: 1,
-        duration: seconds,
-        timeout: 10,
-        requests: [
-          {
-            method: 'POST',
-            path: '/token',
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            setupRequest: (req) => {
-              req.body = BODY_PREFIX + pool.next(server);
-              return req;
-            },
-          },
-        ],
-      },
-      (err, r) => {
-        if (err) return reject(err);
-        const statusCodes: Record<string, number> = {};
-        for (const [code, v] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = v.count ?? 0;
-        resolve({ seconds: r.duration, total: r.requests.total, ok2xx: r['2xx'], non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts, statusCodes, latencies });
-      },
-    );
-    // autocannon emits (client, statusCode, bytes, responseTimeMs); its typings omit the client.
-    if (record) (instance as NodeJS.EventEmitter).on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
-  });
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
-interface Measurement {
-  server: ServerName;
-  reqPerSec: number;
-  grantsPerSec: number;
-  sliceReqPerSec: number[];
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-  seconds: number;
-  total: number;
-  ok2xx: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-  serverCpuPct: number;
-  /** Server CPU time per response (all threads), µs: less sensitive than req/s to a busy machine. */
-  cpuUsPerRequest: number;
-  loadgenCpuPct: number;
-  /** Share of the server core used by other processes while this server was under load. */
-  otherOnCorePct?: number;
-  stealPct?: number;
-  serverRssMb: number;
-  serverRssAtStartMb: number;
-  assertionsUsed: number;
-  assertionFallbacks: number;
+interface Cell {
+  scenario: string;
+  title: string;
+  unit: 'req' | 'login';
+  target: Child;
+  connections: number;
+  run(seconds: number, record: boolean): Promise<SliceResult>;
   checks: Check[];
+  after?: () => Promise<Check[]>;
+  crypto?: Partial<Record<string, number>>;
 }
 
-interface Accumulator {
+interface Acc {
   slices: SliceResult[];
   cpuUs: number;
   wallUs: number;
   loadgenUs: number;
-  coreBusy: number;
-  coreSteal: number;
-  coreTotal: number;
-  rss: number;
-  rssAtStart: number;
-  checks: Check[];
+  core: { busy: number; steal: number; total: number };
+  loadCore: { busy: number; total: number };
 }
 
-async function slice(child: Child, seconds: number, pool: AssertionPool, acc: Accumulator): Promise<SliceResult> {
-  const s0 = await child.stats();
+async function slice(cell: Cell, seconds: number, acc: Acc): Promise<SliceResult> {
+  const s0 = await cell.target.stats();
   const c0 = process.cpuUsage();
   const k0 = coreTimes(SERVER_CORE);
+  const l0 = coreTimes(LOADGEN_CORE);
   const t0 = performance.now();
-  const r = await load(child.name, child.port, seconds, pool, true);
+  const r = await cell.run(seconds, true);
   const wallUs = (performance.now() - t0) * 1000;
   const k1 = coreTimes(SERVER_CORE);
+  const l1 = coreTimes(LOADGEN_CORE);
   const c1 = process.cpuUsage(c0);
-  const s1 = await child.stats();
+  const s1 = await cell.target.stats();
   acc.slices.push(r);
   acc.cpuUs += s1.cpuUserUs + s1.cpuSystemUs - s0.cpuUserUs - s0.cpuSystemUs;
   acc.wallUs += wallUs;
   acc.loadgenUs += c1.user + c1.system;
   if (k0 && k1) {
-    acc.coreBusy += k1.busy - k0.busy;
-    acc.coreSteal += k1.steal - k0.steal;
-    acc.coreTotal += k1.total - k0.total;
+    acc.core.busy += k1.busy - k0.busy;
+    acc.core.steal += k1.steal - k0.steal;
+    acc.core.total += k1.total - k0.total;
   }
-  acc.rss = Math.max(acc.rss, s1.rss);
+  if (l0 && l1) {
+    acc.loadCore.busy += l1.busy - l0.busy;
+    acc.loadCore.total += l1.total - l0.total;
+  }
   return r;
 }
 
-function summarise(name: ServerName, acc: Accumulator, pool: AssertionPool): Measurement {
+const round1 = (n: number) => Math.round(n * 10) / 10;
+
+function summarise(cell: Cell, acc: Acc): Measurement {
   const sum = (f: (s: SliceResult) => number) => acc.slices.reduce((a, s) => a + f(s), 0);
   const seconds = sum((s) => s.seconds);
   const statusCodes: Record<string, number> = {};
@@ -458,279 +420,506 @@ function summarise(name: ServerName, acc: Accumulator, pool: AssertionPool): Mea
   let i = 0;
   for (const s of acc.slices) for (const v of s.latencies) all[i++] = v;
   all.sort();
+  const total = sum((s) => s.total);
   const serverCpuPct = (100 * acc.cpuUs) / acc.wallUs;
-  const corePct = acc.coreTotal > 0 ? (100 * acc.coreBusy) / acc.coreTotal : undefined;
-  const round1 = (n: number) => Math.round(n * 10) / 10;
+  const corePct = acc.core.total > 0 ? (100 * acc.core.busy) / acc.core.total : undefined;
+  const http = sum((s) => s.httpRequests ?? 0);
   return {
-    server: name,
-    reqPerSec: sum((s) => s.total) / seconds,
-    grantsPerSec: sum((s) => s.ok2xx) / seconds,
-    sliceReqPerSec: acc.slices.map((s) => Math.round(s.total / s.seconds)),
+    scenario: cell.scenario,
+    title: cell.title,
+    server: cell.target.name,
+    kind: cell.target.kind,
+    backend: cell.target.backend,
+    unit: cell.unit,
+    connections: cell.connections,
+    reqPerSec: total / seconds,
+    okPerSec: sum((s) => s.ok2xx) / seconds,
+    sliceRates: acc.slices.map((s) => Math.round(s.total / s.seconds)),
     p50: round1(percentile(all, 50)),
-    p90: round1(percentile(all, 90)),
+    p95: round1(percentile(all, 95)),
     p99: round1(percentile(all, 99)),
     max: round1(all.length ? all[all.length - 1] : NaN),
-    seconds,
-    total: sum((s) => s.total),
-    ok2xx: sum((s) => s.ok2xx),
+    seconds: round1(seconds),
+    total,
+    ok: sum((s) => s.ok2xx),
     non2xx: sum((s) => s.non2xx),
     errors: sum((s) => s.errors),
     timeouts: sum((s) => s.timeouts),
+    mismatches: sum((s) => s.mismatches),
     statusCodes,
-    serverCpuPct,
-    cpuUsPerRequest: acc.cpuUs / sum((s) => s.total),
-    loadgenCpuPct: (100 * acc.loadgenUs) / acc.wallUs,
-    otherOnCorePct: pinned && corePct !== undefined ? Math.max(0, corePct - serverCpuPct) : undefined,
-    stealPct: pinned && acc.coreTotal > 0 ? (100 * acc.coreSteal) / acc.coreTotal : undefined,
-    serverRssMb: acc.rss / 2 ** 20,
-    serverRssAtStartMb: acc.rssAtStart / 2 ** 20,
-    assertionsUsed: pool.used(name),
-    assertionFallbacks: pool.fallbacks.get(name) ?? 0,
-    checks: acc.checks,
+    firstError: acc.slices.find((s) => s.firstError)?.firstError,
+    httpPerOp: http ? round1(http / sum((s) => s.ok2xx + s.errors)) : undefined,
+    serverCpuPct: round1(serverCpuPct),
+    cpuUsPerOp: Math.round(acc.cpuUs / Math.max(1, total)),
+    loadgenCpuPct: round1((100 * acc.loadgenUs) / acc.wallUs),
+    loadCorePct: acc.loadCore.total > 0 ? round1((100 * acc.loadCore.busy) / acc.loadCore.total) : undefined,
+    otherOnServerCorePct: pinned && corePct !== undefined ? round1(Math.max(0, corePct - serverCpuPct)) : undefined,
+    stealPct: pinned && acc.core.total > 0 ? round1((100 * acc.core.steal) / acc.core.total) : undefined,
+    checks: cell.checks,
+    crypto: cell.crypto,
   };
+}
+
+const profileDir = join(RESULTS, 'profiles');
+const profiles: ProfileRow[] = [];
+
+/** Warm-up of every cell, then SLICES rounds over the cells, the order rotated each round. */
+async function runGroup(name: string, cells: Cell[], seconds: number, stamp: string): Promise<Measurement[]> {
+  if (!cells.length) return [];
+  log(`\n[${name}] ${cells.map((c) => `${c.scenario}@${c.target.name}`).join(', ')}`);
+  for (const c of cells) for (const k of c.checks) log(`  ${c.scenario}@${c.target.name}: ${k.ok ? 'ok  ' : 'FAIL'} ${k.detail}`);
+  for (const c of cells) if (WARMUP > 0) await c.run(WARMUP, false);
+  const accs = cells.map((): Acc => ({ slices: [], cpuUs: 0, wallUs: 0, loadgenUs: 0, core: { busy: 0, steal: 0, total: 0 }, loadCore: { busy: 0, total: 0 } }));
+  const toProfile = cells.filter((c) => profiled(c.scenario) && c.target.kind !== 'provider');
+  for (const c of toProfile) await c.target.command('profileStart');
+  const sliceSeconds = seconds / SLICES;
+  for (let k = 0; k < SLICES; k++) {
+    const line: string[] = [];
+    for (let j = 0; j < cells.length; j++) {
+      const i = (j + k) % cells.length;
+      const r = await slice(cells[i], sliceSeconds, accs[i]);
+      const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
+      line.push(`${cells[i].scenario}@${cells[i].target.name} ${f0(r.total / r.seconds)}${bad ? ` (${bad} errors${r.firstError ? `: ${r.firstError.slice(0, 120)}` : ''})` : ''}`);
+    }
+    log(`  slice ${k + 1}: ${line.join(', ')}`);
+  }
+  for (const c of toProfile) {
+    mkdirSync(profileDir, { recursive: true });
+    const file = join(profileDir, `${stamp}-${c.scenario}-${c.target.name}.cpuprofile`);
+    await c.target.command('profileStop', { file });
+    const s = summariseProfile(file, 12);
+    const m = accs[cells.indexOf(c)];
+    const requests = m.slices.reduce((a, x) => a + x.total, 0);
+    profiles.push({ scenario: c.scenario, server: c.target.name, file: relative(ROOT, file), busyMs: Math.round(s.busyMs), requests, selfByFile: s.selfByFile.slice(0, 8), selfByFunction: s.selfByFunction.slice(0, 10), inclusiveByFunction: s.inclusiveByFunction.slice(0, 16) });
+  }
+  for (const c of cells) if (c.after) c.checks.push(...(await c.after()));
+  for (const c of cells) for (const k of c.checks.filter((x) => !x.ok)) log(`  ${c.scenario}@${c.target.name}: FAIL ${k.detail}`);
+  return cells.map((c, i) => summarise(c, accs[i]));
+}
+
+function tokenCell(s: TokenScenario, t: Child, e: Env, checks: Check[]): Cell {
+  return {
+    scenario: s.id,
+    title: s.title,
+    unit: 'req',
+    target: t,
+    connections: CONNECTIONS,
+    checks,
+    crypto: s.crypto,
+    after: () => s.check(t, e),
+    async run(seconds, record) {
+      if (s.flow) {
+        const flow = s.flow;
+        return flows({ concurrency: CONNECTIONS, seconds, flow: (vu) => flow(t, vu) });
+      }
+      return cannon({ port: t.port, connections: CONNECTIONS, seconds, requests: s.requests(t, e), expectBody: s.expectBody?.(t), record });
+    },
+  };
+}
+
+/** Grows a broker's store to `size` seeded consents (besides the real one). */
+async function seedTo(t: Child, size: number): Promise<{ seconds: number; recordLength: number }> {
+  const recordLength = t.fx.recordLength ?? 1024;
+  const from = t.fx.seeded ?? 0;
+  if (size <= from) return { seconds: 0, recordLength };
+  let seconds: number;
+  if (t.backend === 'sqlite') seconds = (await t.command<{ seconds: number }>('seedConsents', { upTo: size }, 900_000)).seconds;
+  else {
+    const store = openStore(t.storeUrl!, { redis: { commandTimeoutMs: 120_000 } });
+    try {
+      await store.ping();
+      seconds = await seedConsents(store, from, size, recordLength);
+    } finally {
+      await store.close();
+    }
+  }
+  t.fx.seeded = size;
+  return { seconds, recordLength };
+}
+
+/** Store and ledger calls the broker made for one login (diagnostic, from the check before the load). */
+const storeCalls: Record<string, Record<string, number>> = {};
+
+/** Skipped cells: a fixture or the check before the load failed; nothing is measured for them. */
+const skipped: Array<{ scenario: string; server: string; reason: string }> = [];
+function skip(scenario: string, t: Target, reason: string): void {
+  skipped.push({ scenario, server: t.name, reason });
+  log(`  ${scenario}@${t.name}: NOT MEASURED: ${reason}`);
+}
+
+/** The cell if its fixtures can be made and one request passes its check; otherwise recorded as skipped. */
+async function checkedCell(s: TokenScenario, t: Child, e: Env): Promise<Cell | undefined> {
+  try {
+    await prepare(t, s.needs);
+  } catch (err) {
+    skip(s.id, t, `fixture: ${(err as Error).message}`);
+    return undefined;
+  }
+  const checks = await s.check(t, e);
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length) {
+    skip(s.id, t, failed.map((c) => c.detail).join('; '));
+    return undefined;
+  }
+  return tokenCell(s, t, e, checks);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Reporting
-
-function versionOf(pkg: string): string {
-  try {
-    const require = createRequire(import.meta.url);
-    let dir = dirname(require.resolve(pkg));
-    for (;;) {
-      try {
-        const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-        if (meta.name === pkg) return meta.version ?? '?';
-      } catch {
-        // keep climbing
-      }
-      const up = dirname(dir);
-      if (up === dir) return '?';
-      dir = up;
-    }
-  } catch {
-    return '?';
-  }
-}
-
-function gitRevision(): string {
-  const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE, encoding: 'utf8' });
-  if (rev.status !== 0) return 'unknown';
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: HERE, encoding: 'utf8' });
-  return rev.stdout.trim() + (dirty.stdout.trim() ? ' (uncommitted changes)' : '');
-}
-
-const f0 = (n: number) => Math.round(n).toLocaleString('en-GB');
-const f2 = (n: number) => n.toFixed(2);
-const pct = (n: number | undefined) => (n === undefined ? 'n/a' : `${n.toFixed(0)}%`);
 
 async function main(): Promise<void> {
   const started = new Date();
+  const wallStart = performance.now();
   const loadStart = loadavg();
   const stamp = started.toISOString().replace(/[:.]/g, '-');
-  const profileDir = PROFILE.size ? join(RESULTS, 'profiles', stamp) : undefined;
+  if (!haveRedis) log('redis-server not installed: the Redis backend is skipped');
   if (!pinned) log(`warning: ${haveTaskset ? `only ${totalCores} core(s)` : 'taskset not found'}; servers and load generator are NOT pinned to separate cores`);
+  log(`parts: ${[...PARTS].join(', ')}; backends: ${BACKENDS.join(', ')}; ${DURATION} s per cell in ${SLICES} slices, ${WARMUP} s warm-up, ${CONNECTIONS} connections`);
 
-  log(`crypto ceiling: ${CEILING_SECONDS} s of ES256 verify + ES256 sign (jose) on core ${pinned ? SERVER_CORE : 'any'}...`);
+  log(`crypto ceiling: ${CEILING_SECONDS} s of jose signatures on core ${pinned ? SERVER_CORE : 'any'}...`);
   const ceiling = await cryptoCeiling();
-  log(`  ${f0(ceiling.opsPerSecond)} ops/s (${ceiling.concurrency} loop${ceiling.concurrency > 1 ? 's' : ''})`);
+  log(`  cc private_key_jwt loop ${f0(ceiling.opsPerSecond)} ops/s; µs each: ${Object.entries(ceiling.unitUs).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 
   const keys = await clientKeys();
-  // No server gets far past the crypto ceiling; 1.5x covers warm-up, slices and checks.
-  const perServer = Math.min(MAX_ASSERTIONS, Math.ceil(ceiling.opsPerSecond * (WARMUP + DURATION) * 1.5) + 1000);
-  // Assertions live 5 minutes, longer only if this run could outlast that.
-  const expectedRun = 60 + SERVERS.length * (WARMUP + DURATION + 2 * SLICES);
-  const ttl = Math.max(300, expectedRun + 120);
-  const pool = new AssertionPool(keys, ttl);
-  log(`pre-signing ${f0(perServer)} client assertions (jose SignJWT, ES256, exp ${ttl} s)...`);
-  const signSeconds = await pool.fill(perServer);
-  log(`  done in ${signSeconds.toFixed(1)} s`);
+  const pkjwtCells = ['cc-pkjwt-jwt', 'exchange-at', 'exchange-idt', 'exchange-delegated'].filter((p) => PARTS.has(p)).length + (PARTS.has('fixed-rate') ? 1 : 0);
+  // Servers reach well under half their crypto ceiling; past the pool, assertions are signed on the fly (reported).
+  const perServer = Math.min(MAX_ASSERTIONS, Math.ceil(ceiling.opsPerSecond * 0.5 * (WARMUP + DURATION) * pkjwtCells) + 2000);
+  const pool = new AssertionPool(keys, 900);
+  log(`pre-signing ${f0(perServer)} client assertions (ES256, exp 900 s)...`);
+  log(`  done in ${pool.fill(perServer).toFixed(1)} s`);
 
-  const children = new Map<ServerName, Child>();
-  const accs = new Map<ServerName, Accumulator>();
-  let measurements: Measurement[] = [];
+  const external = await startExternalIssuer();
+  cleanups.push(async () => void external.server.close());
+  const e: Env = { pool, externalIdToken: external.idToken };
+
+  const needRedis = BACKENDS.includes('redis');
+  const redis: RedisPeer | undefined = needRedis ? await startRedis(['--maxmemory-policy', 'noeviction']) : undefined;
+  if (redis) cleanups.push(() => redis.stop());
+  const redisUrl = (db: number) => `${redis!.url}/${db}`;
+
+  const cis2Key = await generateKeyPair('RS512', { modulusLength: 2048, extractable: true });
+  const cis2PrivateJwk: JWK = { ...(await exportJWK(cis2Key.privateKey)), kid: 'broker-bench-cis2' };
+  const cis2PublicJwk: JWK = { ...(await exportJWK(cis2Key.publicKey)), kid: 'broker-bench-cis2', use: 'sig' };
+  const needLogins = PARTS.has('login-oidc') || PARTS.has('login-saml') || PARTS.has('memory');
+  const cis2 = needLogins ? await startCis2(cis2PublicJwk) : undefined;
+  if (cis2) cleanups.push(() => cis2.stop());
+  const idp = PARTS.has('login-saml') || PARTS.has('memory') ? await startIdp() : undefined;
+  if (idp) cleanups.push(() => idp.peer.stop());
+  if (PARTS.has('login-saml') && !idp) log('SimpleSAMLphp (php) not installed: the SAML login is skipped');
+
+  const brokerSpec = async (backend: Backend, db: number): Promise<{ spec: BrokerSpec; dir?: string }> => {
+    const dir = backend === 'sqlite' ? mkdtempSync(join(tmpdir(), 'bench-broker-')) : undefined;
+    return {
+      dir,
+      spec: {
+        store: backend === 'sqlite' ? `sqlite:${join(dir!, 'store.db')}` : redisUrl(db),
+        clientJwk: keys.publicJwk,
+        logLevel: LOG_LEVEL,
+        port: await freePort(),
+        cis2: cis2 ? { issuer: cis2.issuer, privateJwk: cis2PrivateJwk } : undefined,
+        saml: idp ? { metadataFile: idp.peer.metadataFile, spKeyPem: idp.sp.keyPem, spCertPem: idp.sp.certPem } : undefined,
+        external: { issuer: external.issuer, jwksUri: external.jwksUri },
+      },
+    };
+  };
+
+  const servers: Child[] = [];
+  const measurements: Measurement[] = [];
+  let fixed: FixedRate | undefined;
+  const consentRows: ConsentRow[] = [];
+  const memory: MemoryRow[] = [];
+  const tokenParts = TOKEN_SCENARIOS.filter((s) => PARTS.has(s.id));
+  const needBare = BARE && tokenParts.some((s) => s.kinds.includes('bare'));
   try {
-    for (const name of SERVERS) {
-      const child = await startServer(name, keys.publicJwk, PROFILE.has(name) ? profileDir : undefined);
-      children.set(name, child);
-      const checks = await sanity(name, child.port, pool);
-      for (const c of checks) log(`  ${LABELS[name]}: ${c.ok ? 'ok  ' : 'FAIL'} ${c.detail}`);
-      const { rss } = await child.stats();
-      accs.set(name, { slices: [], cpuUs: 0, wallUs: 0, loadgenUs: 0, coreBusy: 0, coreSteal: 0, coreTotal: 0, rss: 0, rssAtStart: rss, checks });
-    }
-    for (const name of SERVERS) {
-      log(`warm-up ${LABELS[name]}: ${WARMUP} s`);
-      await load(name, children.get(name)!.port, WARMUP, pool, false);
-    }
-    const sliceSeconds = DURATION / SLICES;
-    log(`measuring: ${SLICES} slice(s) of ${sliceSeconds.toFixed(1)} s per server, order rotated each time, ${CONNECTIONS} connections`);
-    for (let k = 0; k < SLICES; k++) {
-      const order = SERVERS.map((_, i) => SERVERS[(i + k) % SERVERS.length]);
-      const line: string[] = [];
-      for (const name of order) {
-        const r = await slice(children.get(name)!, sliceSeconds, pool, accs.get(name)!);
-        line.push(`${name} ${f0(r.total / r.seconds)}${r.non2xx + r.errors ? ` (${r.non2xx + r.errors} errors)` : ''}`);
+    for (const [i, backend] of BACKENDS.entries()) {
+      const { spec, dir } = await brokerSpec(backend, i * 2);
+      servers.push(await startServer('broker', backend, spec, dir));
+      if (needBare) {
+        const bdir = backend === 'sqlite' ? mkdtempSync(join(tmpdir(), 'bench-bare-')) : undefined;
+        servers.push(await startServer('bare', backend, { store: backend === 'sqlite' ? `sqlite:${join(bdir!, 'store.db')}` : redisUrl(i * 2 + 1), clientJwk: keys.publicJwk, logLevel: LOG_LEVEL }, bdir));
       }
-      log(`  slice ${k + 1}: ${line.join(', ')} req/s`);
     }
-    for (const name of SERVERS) {
-      const after = await sanity(name, children.get(name)!.port, pool);
-      for (const c of after) if (!c.ok) log(`  ${LABELS[name]}: FAIL after load: ${c.detail}`);
-      accs.get(name)!.checks.push(...after);
+    if (DIAGNOSTIC && BACKENDS.includes('sqlite')) {
+      const pdir = mkdtempSync(join(tmpdir(), 'bench-provider-'));
+      const { spec } = await brokerSpec('sqlite', 0);
+      servers.push(await startServer('provider', 'sqlite', { ...spec, store: `sqlite:${join(pdir, 'store.db')}` }, pdir));
     }
-    measurements = SERVERS.map((name) => summarise(name, accs.get(name)!, pool));
+    log(`servers: ${servers.map((s) => `${s.name} :${s.port} (pid ${s.pid})`).join(', ')}`);
+    const brokers = servers.filter((s) => s.kind === 'broker');
+
+    // Single-request scenarios, one group each.
+    for (const s of tokenParts) {
+      const targets = servers.filter((t) => s.kinds.includes(t.kind));
+      const cells: Cell[] = [];
+      for (const t of targets) {
+        const cell = await checkedCell(s, t, e);
+        if (cell) cells.push(cell);
+      }
+      measurements.push(...(await runGroup(s.id, cells, DURATION, stamp)));
+      if (s.id === FIXED_SCENARIO && PARTS.has('fixed-rate')) fixed = await fixedRate(s, e, measurements);
+    }
+    if (PARTS.has('fixed-rate') && !fixed) {
+      const s = TOKEN_SCENARIOS.find((x) => x.id === FIXED_SCENARIO);
+      if (s) {
+        const t = servers.find((x) => x.kind === 'broker' && x.backend === BACKENDS[0])!;
+        const cell = await checkedCell(s, t, e);
+        measurements.push(...(await runGroup(`${s.id} (for the fixed-rate run)`, cell ? [cell] : [], DURATION, stamp)));
+        fixed = await fixedRate(s, e, measurements);
+      }
+    }
+
+    // Brokered logins.
+    const loginCells = (scenario: 'login-oidc' | 'login-saml'): Cell[] =>
+      brokers.map((t) => {
+        const o: LoginOptions = scenario === 'login-oidc' ? { upstream: CIS2_UPSTREAM, loginHint: 'gp', scope: 'openid profile' } : { upstream: SAML_UPSTREAM, scope: 'openid profile', credentials: { username: 'alice', password: 'alice-password' } };
+        const concurrency = scenario === 'login-oidc' ? LOGIN_CONNECTIONS : SAML_CONNECTIONS;
+        const once = async () => {
+          const b = brokerBrowser(t.port);
+          const tokens = await login(b, o);
+          if (!tokens.id_token || !claimsOf(tokens.id_token).sub) throw new Error('no ID token');
+          return b.brokerRequests;
+        };
+        return {
+          scenario,
+          title: scenario === 'login-oidc' ? 'brokered login through an upstream OIDC provider (fake CIS2, own process), code redeemed' : 'brokered login through a SAML IdP (SimpleSAMLphp), code redeemed',
+          unit: 'login',
+          target: t,
+          connections: concurrency,
+          checks: [],
+          crypto: LOGIN_CRYPTO[scenario],
+          run: (seconds) => flows({ concurrency, seconds, flow: once }),
+          after: async () => {
+            try {
+              await once();
+              return [{ ok: true, detail: 'login after the load: ok' }];
+            } catch (err) {
+              return [{ ok: false, detail: `login after the load: ${(err as Error).message}` }];
+            }
+          },
+        };
+      });
+    for (const scenario of ['login-oidc', 'login-saml'] as const) {
+      if (!PARTS.has(scenario) || (scenario === 'login-saml' && !idp)) continue;
+      const cells = loginCells(scenario);
+      for (const c of cells) {
+        try {
+          const o: LoginOptions = scenario === 'login-oidc' ? { upstream: CIS2_UPSTREAM, loginHint: 'gp' } : { upstream: SAML_UPSTREAM, credentials: { username: 'alice', password: 'alice-password' } };
+          // The first login creates the account; the second, counted, is what every later one does.
+          await login(brokerBrowser(c.target.port), o);
+          const b = brokerBrowser(c.target.port);
+          await c.target.command('countStart');
+          try {
+            await login(b, o);
+          } finally {
+            storeCalls[`${scenario}@${c.target.name}`] = await c.target.command<Record<string, number>>('countStop');
+          }
+          c.checks.push({ ok: true, detail: `one login: ok (${b.brokerRequests} HTTP requests to the broker, ${b.requests - b.brokerRequests} to the upstream)` });
+        } catch (err) {
+          c.checks.push({ ok: false, detail: `one login: ${(err as Error).message}` });
+        }
+      }
+      const usable = cells.filter((c) => c.checks.every((k) => k.ok));
+      for (const c of cells.filter((x) => !usable.includes(x))) skip(scenario, c.target, c.checks.map((k) => k.detail).join('; '));
+      measurements.push(...(await runGroup(scenario, usable, LOGIN_DURATION, stamp)));
+    }
+
+    // Consent lookups and delegated-token introspection against the number of consents stored.
+    if (PARTS.has('consents')) {
+      const intro = TOKEN_SCENARIOS.find((s) => s.id === 'introspect-delegated')!;
+      for (const size of SIZES) {
+        log(`\n[consents] seeding to ${f0(size)} consents on ${brokers.map((b) => b.name).join(', ')}...`);
+        for (const t of brokers) await ensureDelegated(t);
+        // SQLite inside its broker (core 0), Redis from here through a store handle of its own (core 1,
+        // with redis-server): the two seed in parallel.
+        const seeded = await Promise.all(brokers.map((t) => seedTo(t, size)));
+        brokers.forEach((t, i) => log(`  ${t.name}: ${seeded[i].seconds.toFixed(1)} s (records ${seeded[i].recordLength} B)`));
+        const cells: Cell[] = [];
+        for (const [i, t] of brokers.entries()) {
+          const l = await t.command<{ size: number; get: ConsentRow['get']; listByGrantee: ConsentRow['listByGrantee']; activeFor: ConsentRow['activeFor']; perList: number }>('lookups', {
+            size,
+            consentId: t.fx.consentId,
+            grantee: t.fx.carer,
+            gets: LOOKUPS,
+            lists: Math.ceil(LOOKUPS / 2),
+            active: Math.ceil(LOOKUPS / 5),
+          });
+          log(`  ${t.name} lookups µs (mean/p99): get ${l.get.meanUs}/${l.get.p99Us}, listByGrantee ${l.listByGrantee.meanUs}/${l.listByGrantee.p99Us}, activeFor ${l.activeFor.meanUs}/${l.activeFor.p99Us}`);
+          consentRows.push({ backend: t.backend, size, seedSeconds: Math.round(seeded[i].seconds * 10) / 10, recordBytes: seeded[i].recordLength, get: l.get, listByGrantee: l.listByGrantee, activeFor: l.activeFor, perList: l.perList });
+          const cell = await checkedCell(intro, t, e);
+          if (cell) cells.push({ ...cell, scenario: `introspect-delegated@${size}` });
+        }
+        const ms = await runGroup(`introspect-delegated at ${f0(size)} consents`, cells, DURATION, stamp);
+        for (const m of ms) {
+          const row = consentRows.find((r) => r.backend === m.backend && r.size === size);
+          if (row) row.introspection = { reqPerSec: m.reqPerSec, p50: m.p50, p99: m.p99, errors: m.non2xx + m.errors + m.timeouts + m.mismatches, cpuUsPerOp: m.cpuUsPerOp };
+          measurements.push({ ...m, scenario: 'introspect-delegated', consents: size });
+        }
+      }
+    }
   } finally {
-    await Promise.all([...children.values()].map((c) => c.stop()));
+    await Promise.all(servers.map((c) => c.stop()));
   }
 
-  const by = (name: ServerName) => measurements.find((m) => m.server === name);
-  const bare = by('bare');
-  const broker = by('broker');
-  const ratio = (m: Measurement) => (bare ? m.reqPerSec / bare.reqPerSec : NaN);
-  const errorsOf = (m: Measurement) => m.non2xx + m.errors;
-  // Slice k of one server against slice k of bare: how stable the ratio was during the run.
-  const sliceRatios = (m: Measurement) => (bare ? m.sliceReqPerSec.map((v, i) => v / bare.sliceReqPerSec[i]) : []);
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
-  const range = (xs: number[]) => (xs.length ? `${f2(Math.min(...xs))}–${f2(median(xs))}–${f2(Math.max(...xs))}` : 'n/a');
-
-  const table = [
-    '| scenario | server | req/s | p50 ms | p99 ms | errors | ratio | vs crypto ceiling |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
-    ...measurements.map(
-      (m) => `| ${SCENARIO} | ${LABELS[m.server]} | ${f0(m.reqPerSec)} | ${m.p50} | ${m.p99} | ${errorsOf(m)} | ${bare ? f2(ratio(m)) : 'n/a'} | ${f2(m.reqPerSec / ceiling.opsPerSecond)} |`,
-    ),
-    `| crypto ceiling: ES256 verify + ES256 sign (jose, no HTTP, no store) | one core | ${f0(ceiling.opsPerSecond)} ops/s | | | | | 1.00 |`,
-  ].join('\n');
-
-  const targets: string[] = [];
-  if (broker && bare) {
-    const r = ratio(broker);
-    const cpuRatio = bare.cpuUsPerRequest / broker.cpuUsPerRequest;
-    targets.push(
-      `broker ≥ ${TARGET_RATIO} × bare: ${f2(r)} → ${r >= TARGET_RATIO ? 'PASS' : 'FAIL'} (per-slice min–median–max ${range(sliceRatios(broker))}; by server CPU per request ${f2(cpuRatio)})`,
-    );
-  }
-  if (broker) {
-    targets.push(`broker ≥ ${f0(TARGET_GRANTS)} grants/s on one core (SQLite): ${f0(broker.grantsPerSec)} grants/s (2xx only) → ${broker.grantsPerSec >= TARGET_GRANTS ? 'PASS' : 'FAIL'}`);
-    targets.push(`for scale: this core's crypto ceiling is ${f0(ceiling.opsPerSecond)} ops/s; the broker reaches ${f2(broker.reqPerSec / ceiling.opsPerSecond)} of it${bare ? `, bare oidc-provider ${f2(bare.reqPerSec / ceiling.opsPerSecond)}` : ''}`);
-  }
-
-  const oddities: string[] = [];
-  for (const m of measurements) {
-    const label = LABELS[m.server];
-    if (errorsOf(m) || m.timeouts) oddities.push(`${label}: ${m.non2xx} non-2xx, ${m.errors} connection errors, ${m.timeouts} timeouts; status codes ${JSON.stringify(m.statusCodes)}`);
-    for (const c of m.checks) if (!c.ok) oddities.push(`${label}: check failed: ${c.detail}`);
-    if (m.assertionFallbacks) oddities.push(`${label}: pool exhausted, ${m.assertionFallbacks} assertions signed on the load generator's core during the run`);
-    if (pinned && m.serverCpuPct < 90) {
-      oddities.push(`${label}: server used only ${m.serverCpuPct.toFixed(0)}% of its core${(m.otherOnCorePct ?? 0) > 5 ? ` (other processes took ${m.otherOnCorePct!.toFixed(0)}% of it)` : ' - it was not the bottleneck'}`);
-    } else if ((m.otherOnCorePct ?? 0) > 5) {
-      oddities.push(`${label}: other processes used ${m.otherOnCorePct!.toFixed(0)}% of the server core while it was measured`);
+  // Memory: a fresh broker per backend, idle, then with SESSIONS sessions in its store.
+  if (PARTS.has('memory')) {
+    if (redis) {
+      // The consents and tokens of the runs above go, so used_memory is the sessions' (and the broker's keys).
+      const r = new Redis(redis.url);
+      await r.flushall();
+      r.disconnect();
     }
-    if ((m.stealPct ?? 0) > 5) oddities.push(`${label}: hypervisor steal ${m.stealPct!.toFixed(0)}% on the server core`);
-    if (pinned && m.loadgenCpuPct > 90) oddities.push(`${label}: load generator at ${m.loadgenCpuPct.toFixed(0)}% of its core - it may be the bottleneck`);
-    const spread = Math.max(...m.sliceReqPerSec) / Math.min(...m.sliceReqPerSec);
-    if (m.sliceReqPerSec.length > 1 && spread > 1.25) oddities.push(`${label}: slices varied ${f0(Math.min(...m.sliceReqPerSec))}–${f0(Math.max(...m.sliceReqPerSec))} req/s (the machine is noisy)`);
-  }
-
-  const conditions: Array<[string, string]> = [
-    ['date', started.toISOString()],
-    ['revision', gitRevision()],
-    ['CPU', `${cpus()[0]?.model ?? '?'}, ${totalCores} cores; load average at start ${loadStart.map((l) => l.toFixed(2)).join(' ')}`],
-    ['pinning', pinned ? `each server process on core ${SERVER_CORE} (taskset; its libuv threadpool too); driver + autocannon on core ${LOADGEN_CORE}` : 'none (taskset missing or one core)'],
-    ['Node', process.version],
-    ['packages', `oidc-provider ${versionOf('oidc-provider')}, jose ${versionOf('jose')}, koa ${versionOf('koa')}, autocannon ${versionOf('autocannon')}`],
-    ['store', 'SQLite (node:sqlite, WAL, synchronous=NORMAL), a fresh file per server in the temp dir; replay check = one INSERT per assertion'],
-    ['TLS', 'off (plain HTTP on 127.0.0.1)'],
-    ['load', `autocannon, ${CONNECTIONS} keep-alive connections, pipelining 1; ${WARMUP} s warm-up per server, then ${DURATION} s per server measured in ${SLICES} interleaved slice(s)`],
-    ['requests', `POST /token: client_credentials, private_key_jwt (ES256, fresh jti each, pre-signed), resource ${RESOURCE}, scope ${SCOPE}; JWT access token ES256`],
-    ['broker log level', LOG_LEVEL],
-  ];
-
-  const detailRows = measurements.map(
-    (m) =>
-      `| ${LABELS[m.server]} | ${f0(m.grantsPerSec)} | ${m.sliceReqPerSec.map(f0).join(' / ')} | ${bare && m !== bare ? range(sliceRatios(m)) : ''} | ${f0(m.cpuUsPerRequest)} | ${m.p90} | ${m.max} | ${m.serverCpuPct.toFixed(0)}% | ${pct(m.otherOnCorePct)} | ${m.loadgenCpuPct.toFixed(0)}% | ${m.serverRssAtStartMb.toFixed(0)} → ${m.serverRssMb.toFixed(0)} MB |`,
-  );
-  const detail = [
-    '| server | grants/s (2xx) | req/s per slice | ratio per slice (min–median–max) | server CPU µs per request | p90 ms | max ms | server CPU | others on server core | load generator CPU | server RSS (at start → peak) |',
-    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
-    ...detailRows,
-  ].join('\n');
-
-  console.log(`\n## ${SCENARIO}\n\n${table}\n\n${targets.map((t) => `- ${t}`).join('\n')}\n\n${detail}`);
-  if (oddities.length) console.log(`\nattention:\n${oddities.map((o) => `  - ${o}`).join('\n')}`);
-
-  const profiles: Record<string, string> = {};
-  if (profileDir) {
-    const profiled: Array<{ name: string; summary: ReturnType<typeof summariseProfile>; requests: number }> = [];
-    for (const name of SERVERS) {
-      const file = `${name}.cpuprofile`;
-      if (!readdirSync(profileDir).includes(file)) continue;
-      const path = join(profileDir, file);
-      profiles[file] = relative(ROOT, path);
-      const summary = summariseProfile(path, 15);
-      profiled.push({ name, summary, requests: pool.used(name) });
-      console.log(`\n${formatSummary(relative(ROOT, path), summary)}`);
+    for (const [i, backend] of BACKENDS.entries()) {
+      const { spec, dir } = await brokerSpec(backend, BACKENDS.length * 2 + i);
+      const t = await startServer('broker', backend, spec, dir);
+      try {
+        await new Promise((r) => setTimeout(r, 2000));
+        const read = async () => {
+          await t.command('gc');
+          await new Promise((r) => setTimeout(r, 1000));
+          const m = processMemory(t.pid)!;
+          const s = await t.command<{ bytes: number; keys?: number }>('storeInfo');
+          return { rss: m.rss, store: s.bytes };
+        };
+        const idle = await read();
+        // Seeded from this process through the same store code and contract, so the broker's RSS holds
+        // no trace of the bulk write; then the broker reads every session once, as requests would.
+        const seedStore = openStore(spec.store);
+        const seconds = await seedSessions(seedStore, SESSIONS);
+        await seedStore.close();
+        const loaded = await read();
+        const { seconds: readSeconds } = await t.command<{ seconds: number }>('readSessions', { count: SESSIONS });
+        const touched = await read();
+        const row: MemoryRow = {
+          backend,
+          sessions: SESSIONS,
+          idleRssMb: idle.rss / 2 ** 20,
+          loadedRssMb: loaded.rss / 2 ** 20,
+          readRssMb: touched.rss / 2 ** 20,
+          seedSeconds: Math.round(seconds * 10) / 10,
+          readSeconds: Math.round(readSeconds * 10) / 10,
+          storeBytesIdle: idle.store,
+          storeBytesLoaded: touched.store,
+          redisServerRssMb: redis && backend === 'redis' ? (processMemory(await redisPid(redis))?.rss ?? NaN) / 2 ** 20 : undefined,
+        };
+        memory.push(row);
+        log(`[memory] ${backend}: broker RSS idle ${row.idleRssMb.toFixed(0)} MB, with ${f0(SESSIONS)} sessions stored ${row.loadedRssMb.toFixed(0)} MB, after reading each once ${row.readRssMb.toFixed(0)} MB; store ${(idle.store / 2 ** 20).toFixed(1)} → ${(touched.store / 2 ** 20).toFixed(1)} MB (seeded in ${row.seedSeconds} s, read in ${row.readSeconds} s)`);
+      } finally {
+        await t.stop();
+      }
     }
-    if (profiled.length > 1) console.log(`\n${compareProfiles(profiled)}`);
   }
+  for (const c of cleanups.reverse()) await c().catch(() => {});
 
-  mkdirSync(RESULTS, { recursive: true });
-  const json = {
-    scenario: SCENARIO,
+  const result: RunResult = {
     startedAt: started.toISOString(),
-    conditions: Object.fromEntries(conditions),
-    settings: { duration: DURATION, slices: SLICES, warmup: WARMUP, connections: CONNECTIONS, servers: SERVERS, logLevel: LOG_LEVEL, pinned, serverCore: SERVER_CORE, loadgenCore: LOADGEN_CORE },
-    ceiling,
-    assertions: { perServer, presignSeconds: signSeconds, ttlSeconds: ttl },
-    measurements: measurements.map((m) => ({ ...m, sliceRatios: m === bare ? undefined : sliceRatios(m) })),
-    summary: {
-      bareReqPerSec: bare?.reqPerSec,
-      brokerReqPerSec: broker?.reqPerSec,
-      brokerGrantsPerSec: broker?.grantsPerSec,
-      ratio: broker && bare ? broker.reqPerSec / bare.reqPerSec : undefined,
-      brokerVsCeiling: broker ? broker.reqPerSec / ceiling.opsPerSecond : undefined,
-      targets,
+    stamp,
+    wallSeconds: Math.round((performance.now() - wallStart) / 1000),
+    command: `npm run bench${envSummary()}`,
+    conditions: {
+      cpu: `${cpus()[0]?.model ?? '?'}, ${totalCores} cores`,
+      loadAverageAtStart: loadStart.map((l) => Math.round(l * 100) / 100),
+      pinned,
+      serverCore: SERVER_CORE,
+      loadgenCore: LOADGEN_CORE,
+      node: process.version,
     },
-    oddities,
+    settings: { duration: DURATION, slices: SLICES, warmup: WARMUP, connections: CONNECTIONS, loginConnections: LOGIN_CONNECTIONS, samlConnections: SAML_CONNECTIONS, loginDuration: LOGIN_DURATION, sizes: SIZES, sessions: SESSIONS, lookups: LOOKUPS, backends: BACKENDS, parts: [...PARTS], logLevel: LOG_LEVEL, fixedScenario: FIXED_SCENARIO, fixedShare: FIXED_SHARE, fixedSeconds: FIXED_SECONDS },
+    ceiling,
+    assertions: { perServer, fallbacks: Object.fromEntries(pool.fallbacks) },
+    measurements: measurements.map((m) => {
+      const recipe = m.crypto;
+      const c = recipe ? ceilingFor(recipe, ceiling.unitUs) : undefined;
+      return { ...m, ceiling: c, vsCeiling: c ? m.reqPerSec / c : undefined };
+    }),
+    fixed,
+    consents: consentRows,
+    memory,
     profiles,
+    skipped,
+    storeCalls,
   };
-  const jsonFile = join(RESULTS, `${stamp}.json`);
-  writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-
-  const md = [
-    '# Benchmark: token endpoint, broker vs bare oidc-provider',
-    '',
-    `Written by \`npm run bench\` (bench/run.ts) on ${started.toISOString()}; raw figures in \`bench/results/${stamp}.json\`.`,
-    '',
-    '## Conditions',
-    '',
-    '| | |',
-    '|---|---|',
-    ...conditions.map(([k, v]) => `| ${k} | ${v} |`),
-    '',
-    '## Results',
-    '',
-    table,
-    '',
-    "ratio = req/s ÷ bare oidc-provider's req/s. errors = non-2xx responses + connection errors. p50/p99 over every response in the measured slices.",
-    `vs crypto ceiling = req/s ÷ ops/s of a loop doing one ES256 verify + one ES256 sign (jose) on the servers' core (${ceiling.concurrency} loop${ceiling.concurrency > 1 ? 's' : ''}).`,
-    "The diagnostic row is the broker's own provider configuration (buildProvider) on node:http without the broker's Koa app: broker ÷ it is the Koa wrapper's share, it ÷ bare the provider configuration's share.",
-    '',
-    '## Targets',
-    '',
-    ...targets.map((t) => `- ${t}`),
-    '',
-    '## Detail',
-    '',
-    detail,
-    '',
-    ...(oddities.length ? ['## Attention', '', ...oddities.map((o) => `- ${o}`), ''] : []),
-  ].join('\n');
-  writeFileSync(join(RESULTS, 'latest.md'), md);
-  console.log(`\nwrote ${relative(ROOT, jsonFile)} and ${relative(ROOT, join(RESULTS, 'latest.md'))}`);
+  const files = writeReport(result, RESULTS, ROOT);
+  log(`\nwrote ${files.map((f) => relative(ROOT, f)).join(', ')}`);
+  log(`wall time ${result.wallSeconds} s`);
 }
 
-await main();
+async function fixedRate(s: TokenScenario, e: Env, measured: Measurement[]): Promise<FixedRate | undefined> {
+  const max = measured.find((m) => m.scenario === s.id && m.kind === 'broker' && m.backend === BACKENDS[0]);
+  if (!max) return undefined;
+  const t = (await findServer(max.server))!;
+  const rate = Math.max(1, Math.round(max.reqPerSec * FIXED_SHARE));
+  log(`\n[fixed-rate] ${s.id}@${t.name} at ${f0(rate)} req/s (${FIXED_SHARE * 100}% of ${f0(max.reqPerSec)}) for ${FIXED_SECONDS} s`);
+  const s0 = await t.stats();
+  const t0 = performance.now();
+  const r = await cannon({ port: t.port, connections: CONNECTIONS, seconds: FIXED_SECONDS, overallRate: rate, requests: s.requests(t, e), record: true });
+  const wall = (performance.now() - t0) * 1000;
+  const s1 = await t.stats();
+  const sorted = Float64Array.from(r.latencies).sort();
+  // The same rate again, evenly paced (open loop): what a steady 80% load sees.
+  let pacedRun: FixedRate['paced'];
+  if (s.one) {
+    const one = s.one;
+    const p0 = await t.stats();
+    const pt0 = performance.now();
+    const p = await paced({ port: t.port, rate, seconds: FIXED_SECONDS, connections: CONNECTIONS, build: () => one(t, e) });
+    const pwall = (performance.now() - pt0) * 1000;
+    const p1 = await t.stats();
+    const ps = Float64Array.from(p.latencies).sort();
+    pacedRun = {
+      achievedRate: p.ok2xx / p.seconds,
+      p50: round1(percentile(ps, 50)),
+      p95: round1(percentile(ps, 95)),
+      p99: round1(percentile(ps, 99)),
+      errors: p.non2xx + p.errors,
+      serverCpuPct: round1((100 * (p1.cpuUserUs + p1.cpuSystemUs - p0.cpuUserUs - p0.cpuSystemUs)) / pwall),
+    };
+  }
+  const out: FixedRate = {
+    scenario: s.id,
+    server: t.name,
+    maxReqPerSec: max.reqPerSec,
+    share: FIXED_SHARE,
+    targetRate: rate,
+    achievedRate: r.total / r.seconds,
+    p50: round1(percentile(sorted, 50)),
+    p95: round1(percentile(sorted, 95)),
+    p99: round1(percentile(sorted, 99)),
+    correctedP99: r.correctedP99,
+    errors: r.non2xx + r.errors + r.timeouts,
+    serverCpuPct: round1((100 * (s1.cpuUserUs + s1.cpuSystemUs - s0.cpuUserUs - s0.cpuSystemUs)) / wall),
+    seconds: round1(r.seconds),
+    connections: CONNECTIONS,
+    paced: pacedRun,
+  };
+  log(`  autocannon overallRate: achieved ${f0(out.achievedRate)} req/s, p50 ${out.p50} ms, p99 ${out.p99} ms (corrected for coordinated omission: ${out.correctedP99} ms), server CPU ${out.serverCpuPct}%`);
+  if (out.paced) log(`  paced (open loop): achieved ${f0(out.paced.achievedRate)} req/s, p50 ${out.paced.p50} ms, p99 ${out.paced.p99} ms, server CPU ${out.paced.serverCpuPct}%`);
+  return out;
+}
+
+async function findServer(name: string): Promise<Child | undefined> {
+  return serverRegistry.find((s) => s.name === name && s.proc.exitCode === null);
+}
+
+async function redisPid(peer: RedisPeer): Promise<number> {
+  const r = new Redis(peer.url);
+  try {
+    const info = await r.info('server');
+    return Number(/process_id:(\d+)/.exec(info)?.[1]);
+  } finally {
+    r.disconnect();
+  }
+}
+
+function envSummary(): string {
+  const set = Object.keys(env)
+    .filter((k) => k.startsWith('BENCH_') && k !== 'BENCH_PINNED' && k !== 'BENCH_SPEC')
+    .sort()
+    .map((k) => `${k}=${env[k]}`);
+  return set.length ? ` (with ${set.join(' ')})` : '';
+}
+
+await main().catch((err: unknown) => {
+  log(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  killAll();
+  process.exit(1);
+});
+process.exit(0);

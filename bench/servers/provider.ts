@@ -5,35 +5,15 @@ import { openStore } from '../../src/store/open.ts';
 import { ensureKeys, privateJwks, publicJwks } from '../../src/oidc/keys.ts';
 import { buildProvider } from '../../src/oidc/provider.ts';
 import { renderError, logoutSource, postLogoutSuccessSource } from '../../src/web/views/provider-pages.ts';
-import { ACCESS_TOKEN_TTL, BENCH_KEK, CLIENT_ID, ISSUER, RESOURCE, RESOURCE_SCOPES, readSpec, serve } from './common.ts';
+import { BENCH_KEK, profilerCommands, readSpec, serve, type BrokerSpec } from './common.ts';
+import { brokerConfigInput } from './config.ts';
 
 // Diagnostic, not a target: the broker's own oidc-provider (buildProvider, with every feature and
 // hook the broker configures) mounted directly on node:http, without the broker's Koa app around it.
 // broker/provider isolates the Koa wrapper; provider/bare isolates the provider configuration.
 
-const spec = readSpec();
-const config = parseConfig(
-  {
-    port: 0,
-    issuer: ISSUER,
-    store: spec.store,
-    profile: 'none',
-    logLevel: 'silent',
-    secrets: { keyEncryptionKey: BENCH_KEK },
-    resources: [{ identifier: RESOURCE, scopes: RESOURCE_SCOPES, format: 'jwt', accessTokenTTL: ACCESS_TOKEN_TTL, signingAlg: 'ES256' }],
-    clients: [
-      {
-        client_id: CLIENT_ID,
-        token_endpoint_auth_method: 'private_key_jwt',
-        jwks: { keys: [spec.clientJwk as { kty: string }] },
-        grant_types: ['client_credentials'],
-        resources: [RESOURCE],
-        scope: RESOURCE_SCOPES.join(' '),
-      },
-    ],
-  },
-  {},
-);
+const spec = readSpec<BrokerSpec>();
+const config = parseConfig(brokerConfigInput({ ...spec, port: 0 }), {});
 const store = openStore(config.store);
 const sealer = createSealer([parseDataKey(BENCH_KEK)]);
 const keys = await ensureKeys(store.keys, sealer, ['ES256', 'PS256']);
@@ -44,7 +24,7 @@ const provider = buildProvider({
   publicJwks: () => publicJwks(keys),
   cookieKeys: ['bench-cookie-key-0123456789abcdef'],
   findAccount: async () => undefined,
-  // No delegated tokens in this scenario.
+  // No delegated tokens in the client_credentials scenarios it serves.
   delegation: { accessTokenTTL: 300, tokenClaims: async () => ({}), stillActive: async () => false, canActForOthers: async () => false },
   pages: { renderError, logoutSource, postLogoutSuccessSource },
 });
@@ -54,4 +34,4 @@ await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 serve(server, async () => {
   await new Promise<void>((r) => server.close(() => r()));
   await store.close();
-});
+}, profilerCommands());
