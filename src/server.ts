@@ -33,7 +33,8 @@ import { accessLog } from './web/access-log.ts';
 import { demoClientRoutes } from './web/demo-client.ts';
 import { STYLESHEET_PATH } from './web/html.ts';
 import { createDemoConnector } from '../providers/demo/index.ts';
-import { createLocalJWKSet, importJWK, type JWK } from 'jose';
+import { importJWK, type JWK } from 'jose';
+import { cachedLocalJwks } from './crypto/local-jwks.ts';
 import { createLedger, redisLedgerBackend, sqliteLedgerBackend, type Ledger, type LedgerBackend } from './audit/index.ts';
 import { createMetrics, metricsRoute, serveMetrics, type BrokerMetrics } from './web/metrics.ts';
 import { auditProviderEvents } from './oidc/audit-events.ts';
@@ -215,7 +216,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     checkpointIntervalSeconds: 60,
     metrics: metrics.audit,
     // Resolved per call: checkpoints signed with a key that has since rotated must still verify.
-    verifyKeys: (header, token) => createLocalJWKSet(published)(header, token),
+    verifyKeys: cachedLocalJwks(() => published),
     onError: reportAuditFailure,
   });
   const audit = (event: Parameters<Ledger['append']>[0]) => void ledger.append(event).catch(reportAuditFailure);

@@ -1,4 +1,5 @@
-import { CompactSign, compactVerify, createLocalJWKSet, importJWK, type JSONWebKeySet, type JWK } from 'jose';
+import { cachedLocalJwks } from './local-jwks.ts';
+import { CompactSign, compactVerify, importJWK, type JSONWebKeySet, type JWK } from 'jose';
 
 // Signs broker records (consent versions, audit checkpoints) with the broker's current signing key and
 // verifies them against every published key, so records signed before a key rotation still verify.
@@ -12,12 +13,13 @@ export interface RecordSigner {
 export async function createRecordSigner(privateJwk: JWK, publicJwks: () => JSONWebKeySet): Promise<RecordSigner> {
   const alg = privateJwk.alg ?? 'ES256';
   const key = await importJWK(privateJwk, alg);
+  const keys = cachedLocalJwks(publicJwks);
   return {
     async sign(payload, typ) {
       return new CompactSign(payload).setProtectedHeader({ alg, kid: privateJwk.kid, typ }).sign(key);
     },
     async verify(jws, typ) {
-      const { payload, protectedHeader } = await compactVerify(jws, createLocalJWKSet(publicJwks()), { algorithms: ['ES256', 'PS256'] });
+      const { payload, protectedHeader } = await compactVerify(jws, keys, { algorithms: ['ES256', 'PS256'] });
       if (protectedHeader.typ !== typ) throw new Error(`unexpected record type ${String(protectedHeader.typ)}`);
       return payload;
     },

@@ -1,7 +1,8 @@
 import type { Context, Next } from 'koa';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import type { AdapterPayload } from 'oidc-provider';
 import type { ReplayCache } from '../store/contracts.ts';
+import { cachedLocalJwks } from '../crypto/local-jwks.ts';
 
 // oidc-provider refuses to introspect or revoke structured (JWT) access tokens. The broker issues JWT
 // access tokens by default, and resource servers must be able to learn that one was revoked. So, on
@@ -33,10 +34,11 @@ export function createJwtLookup(options: {
   replay: ReplayCache;
   revokedPrefix: string;
 }): JwtAccessTokenLookup {
+  const keys = cachedLocalJwks(options.publicJwks);
   return async (model, jwt) => {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(jwt, createLocalJWKSet(options.publicJwks()), {
+      ({ payload } = await jwtVerify(jwt, keys, {
         issuer: options.issuer,
         typ: 'at+jwt',
         algorithms: ['ES256', 'PS256'],

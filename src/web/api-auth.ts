@@ -1,7 +1,8 @@
 import type { Context } from 'koa';
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import { jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import type { ReplayCache } from '../store/contracts.ts';
 import { REVOKED_JTI_PREFIX } from '../oidc/adapter.ts';
+import { cachedLocalJwks } from '../crypto/local-jwks.ts';
 
 // Bearer authentication for the broker's own JSON APIs: an RFC 9068 access token the broker issued for
 // its API resource, checked for signature, audience, expiry and revocation, and for the scope the route
@@ -36,13 +37,14 @@ export function apiResource(issuer: string): string {
 
 export function createApiAuthenticator(options: { issuer: string; publicJwks: () => JSONWebKeySet; replay: ReplayCache }) {
   const audience = apiResource(options.issuer);
+  const keys = cachedLocalJwks(options.publicJwks);
   return async function authenticate(ctx: Context, needed: ApiScope): Promise<ApiCaller> {
     const header = ctx.get('Authorization');
     const m = /^Bearer ([A-Za-z0-9_.~+/=-]{20,8192})$/.exec(header);
     if (!m) throw new ApiAuthError(401, 'invalid_token', 'a bearer access token is required');
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(m[1], createLocalJWKSet(options.publicJwks()), { issuer: options.issuer, audience, typ: 'at+jwt', algorithms: ['ES256', 'PS256'] }));
+      ({ payload } = await jwtVerify(m[1], keys, { issuer: options.issuer, audience, typ: 'at+jwt', algorithms: ['ES256', 'PS256'] }));
     } catch {
       throw new ApiAuthError(401, 'invalid_token', 'the access token is invalid or expired');
     }
