@@ -56,7 +56,9 @@ function postTarget(name: string, path: string): FuzzTarget {
           }
           await res.arrayBuffer();
           if (res.status >= 500) throw new Error(`${path} answered ${res.status} for ${encode(pairs).slice(0, 300)}`);
-          if (res.status >= 400 && stateRows(dbFile) !== before) throw new Error(`${path} changed state on a rejected request`);
+          // Rows only ever grow from a request; the store's expiry purge may shrink them at any time (for
+          // example PAR records an earlier accepted input created), which is not the request's doing.
+          if (res.status >= 400 && stateRows(dbFile) > before) throw new Error(`${path} changed state on a rejected request`);
           return true;
         }),
         { numRuns },
@@ -81,7 +83,7 @@ export const TARGETS: FuzzTarget[] = [
           await res.arrayBuffer();
           if (res.status >= 500) throw new Error(`/auth answered ${res.status} for ${encode(pairs).slice(0, 300)}`);
           const startedLogin = res.status === 303 && (res.headers.get('location') ?? '').includes('/interaction/');
-          if (!startedLogin && stateRows(dbFile) !== before) throw new Error('/auth changed state without starting a login');
+          if (!startedLogin && stateRows(dbFile) > before) throw new Error('/auth changed state without starting a login');
           return true;
         }),
         { numRuns },
