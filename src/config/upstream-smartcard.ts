@@ -95,7 +95,7 @@ const revocationSchema = z.strictObject({
 });
 
 const hmacSchema = z.strictObject({
-  /** Shared keys (at least 32 characters; from ${ENV}). Several keys allow rotation: any one verifies. */
+  /** Shared keys (at least 32 characters; from ${ENV}). Several keys allow rotation: each of them verifies. */
   secrets: z.array(z.string().min(32)).min(1),
   /** Header carrying `t=<unix seconds>;sig=<base64url HMAC-SHA256>`. */
   header: HEADER.default('client-cert-signature'),

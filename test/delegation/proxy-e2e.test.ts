@@ -1,12 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as oc from 'openid-client';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumAvailable, launchChromium } from '../peers/chromium.ts';
 import { API } from '../helpers/broker.ts';
 import { introspect, startDelegationBroker, type DelegationBroker } from './helpers.ts';
 
@@ -17,20 +15,9 @@ import { introspect, startDelegationBroker, type DelegationBroker } from './help
 // patient's; the patient revokes in the browser, and within one second introspection says inactive,
 // refresh fails with invalid_grant and the resource server refuses.
 
-const CHROMIUM = '/usr/bin/chromium';
-function chromiumInstalled(): boolean {
-  const found = existsSync(CHROMIUM);
-  if (!found && process.env.CI === 'true') throw new Error('chromium is not installed; .ci/run must install it');
-  return found;
-}
-const chromiumAvailable = chromiumInstalled();
 
 async function launch(name: string): Promise<BrowserContext> {
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), `chromium-${name}-`)), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const context = await launchChromium(name);
   // A step that cannot happen fails with its own message, well inside the test's timeout.
   context.setDefaultTimeout(10_000);
   return context;

@@ -1,9 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as oc from 'openid-client';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { chromiumAvailable, launchChromium } from '../../peers/chromium.ts';
 import { REDIRECT } from '../../helpers/broker.ts';
 import { simpleSamlAvailable } from '../../peers/simplesamlphp.ts';
 import { snapshot, startSamlEnv, type SamlEnv } from './harness.ts';
@@ -12,24 +10,13 @@ import { snapshot, startSamlEnv, type SamlEnv } from './harness.ts';
 // applies cookie paths and SameSite to the broker's cookies when the IdP (another site: 127.0.0.1 vs
 // localhost) posts back to the ACS.
 
-const CHROMIUM = '/usr/bin/chromium';
-function chromiumInstalled(): boolean {
-  const found = existsSync(CHROMIUM);
-  if (!found && process.env.CI === 'true') throw new Error('chromium is not installed; .ci/run must install it');
-  return found;
-}
-const chromiumAvailable = chromiumInstalled();
 
 describe.skipIf(!simpleSamlAvailable || !chromiumAvailable)('SAML upstream in Chromium', () => {
   let env: SamlEnv;
   let context: BrowserContext;
   beforeAll(async () => {
     env = await startSamlEnv({ idpHost: process.env.SAML_IDP_HOST });
-    context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'chromium-saml-')), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    context = await launchChromium('saml');
   });
   afterAll(async () => {
     await context?.close();
