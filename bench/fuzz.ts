@@ -1,20 +1,21 @@
 // The long fuzz run (issue 9): 100,000 generated inputs per endpoint against one broker, checking
 // no 5xx, no crash, no state change from a rejected request, and memory before and after.
-// Usage: node bench/fuzz.ts [runsPerEndpoint]   (default 100000; takes a long time at full size)
-import { clientKey, startTestBroker } from '../test/helpers/broker.ts';
+// Usage: node bench/fuzz.ts [runsPerEndpoint] [endpoint name filter]
+//   (default 100000 and every endpoint; takes a long time at full size)
+import { startFuzzBed } from '../test/fuzz/bed.ts';
 import { TARGETS } from '../test/fuzz/endpoints.ts';
 
 const runs = Number(process.argv[2] ?? 100_000);
-const tb = await startTestBroker({ svcKey: await clientKey(), extra: { rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 } } });
-const dbFile = tb.broker.config.store.slice('sqlite:'.length);
+const only = process.argv[3]?.toLowerCase();
+const bed = await startFuzzBed();
 const mb = () => Math.round(process.memoryUsage().rss / 1e6);
 console.log(`| endpoint | inputs | seconds | RSS before MB | RSS after MB |`);
 console.log(`|---|---:|---:|---:|---:|`);
-for (const target of TARGETS) {
+for (const target of TARGETS.filter((t) => !only || t.name.toLowerCase().includes(only))) {
   const before = mb();
   const t0 = performance.now();
-  await target.run(tb, dbFile, runs);
+  await target.run(bed, runs);
   globalThis.gc?.();
   console.log(`| ${target.name} | ${target.name === 'config loader' ? runs * 5 : runs} | ${((performance.now() - t0) / 1000).toFixed(1)} | ${before} | ${mb()} |`);
 }
-await tb.close();
+await bed.close();

@@ -1,10 +1,13 @@
 import fc from 'fast-check';
-import { DatabaseSync } from 'node:sqlite';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
-import type { TestBroker } from '../helpers/broker.ts';
+import { consentApiTarget } from './consent-api.ts';
+import { samlAcsTarget } from './saml-acs.ts';
+import { smartcardHeadersTarget } from './smartcard-headers.ts';
+import { stateRows } from './state.ts';
+import type { FuzzTarget } from './target.ts';
 
 // Property-based fuzzing of every endpoint that takes input. Each property: never a 5xx, the process
-// survives, and a rejected request changes no state (rows in the oidc model table). Shared by the test
+// survives, and a rejected request changes no state (see state.ts). Shared by the test
 // suite (a small sample) and bench/fuzz.ts (100,000 inputs per endpoint).
 
 const PARAMS = ['grant_type', 'code', 'redirect_uri', 'code_verifier', 'refresh_token', 'scope', 'resource', 'client_id', 'client_secret', 'client_assertion', 'client_assertion_type', 'token', 'token_type_hint', 'response_type', 'code_challenge', 'code_challenge_method', 'state', 'nonce', 'request_uri', 'request', 'prompt', 'subject_token', 'subject_token_type', 'audience', 'actor_token'];
@@ -21,35 +24,19 @@ function encode(pairs: Array<[string, string]>): string {
   return pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 }
 
-export interface FuzzTarget {
-  name: string;
-  run(tb: TestBroker, dbFile: string, numRuns: number): Promise<void>;
-}
-
-function stateRows(dbFile: string): number {
-  const db = new DatabaseSync(dbFile, { readOnly: true });
-  try {
-    const models = (db.prepare("SELECT COUNT(*) AS n FROM oidc_models WHERE model NOT IN ('ReplayDetection')").get() as { n: number }).n;
-    const accounts = (db.prepare('SELECT COUNT(*) AS n FROM accounts').get() as { n: number }).n;
-    return models + accounts;
-  } finally {
-    db.close();
-  }
-}
-
 function postTarget(name: string, path: string): FuzzTarget {
   return {
     name,
-    async run(tb, dbFile, numRuns) {
+    async run(bed, numRuns) {
       await fc.assert(
         fc.asyncProperty(FORM, CONTENT_TYPE, AUTH, async (pairs, contentType, auth) => {
-          const before = stateRows(dbFile);
+          const before = stateRows(bed.dbFile);
           const headers: Record<string, string> = {};
           if (contentType) headers['content-type'] = contentType;
           if (auth) headers.authorization = auth;
           let res: Response;
           try {
-            res = await fetch(`${tb.base}${path}`, { method: 'POST', headers, body: encode(pairs) });
+            res = await fetch(`${bed.base}${path}`, { method: 'POST', headers, body: encode(pairs) });
           } catch {
             // A header value fetch itself refuses (control characters): nothing was sent.
             return true;
@@ -58,7 +45,7 @@ function postTarget(name: string, path: string): FuzzTarget {
           if (res.status >= 500) throw new Error(`${path} answered ${res.status} for ${encode(pairs).slice(0, 300)}`);
           // Rows only ever grow from a request; the store's expiry purge may shrink them at any time (for
           // example PAR records an earlier accepted input created), which is not the request's doing.
-          if (res.status >= 400 && stateRows(dbFile) > before) throw new Error(`${path} changed state on a rejected request`);
+          if (res.status >= 400 && stateRows(bed.dbFile) > before) throw new Error(`${path} changed state on a rejected request`);
           return true;
         }),
         { numRuns },
@@ -75,15 +62,15 @@ export const TARGETS: FuzzTarget[] = [
   postTarget('upstream callback', '/upstream/demo/callback'),
   {
     name: 'authorization',
-    async run(tb, dbFile, numRuns) {
+    async run(bed, numRuns) {
       await fc.assert(
         fc.asyncProperty(FORM, async (pairs) => {
-          const before = stateRows(dbFile);
-          const res = await fetch(`${tb.base}/auth?${encode(pairs)}`, { redirect: 'manual' });
+          const before = stateRows(bed.dbFile);
+          const res = await fetch(`${bed.base}/auth?${encode(pairs)}`, { redirect: 'manual' });
           await res.arrayBuffer();
           if (res.status >= 500) throw new Error(`/auth answered ${res.status} for ${encode(pairs).slice(0, 300)}`);
           const startedLogin = res.status === 303 && (res.headers.get('location') ?? '').includes('/interaction/');
-          if (!startedLogin && stateRows(dbFile) > before) throw new Error('/auth changed state without starting a login');
+          if (!startedLogin && stateRows(bed.dbFile) > before) throw new Error('/auth changed state without starting a login');
           return true;
         }),
         { numRuns },
@@ -92,7 +79,7 @@ export const TARGETS: FuzzTarget[] = [
   },
   {
     name: 'config loader',
-    async run(_tb, _db, numRuns) {
+    async run(_bed, numRuns) {
       fc.assert(
         fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
           try {
@@ -106,4 +93,7 @@ export const TARGETS: FuzzTarget[] = [
       );
     },
   },
+  samlAcsTarget,
+  smartcardHeadersTarget,
+  consentApiTarget,
 ];
