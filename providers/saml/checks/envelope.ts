@@ -6,6 +6,7 @@ import { NS, SamlXmlError, attr, children, descendants, descendantsByLocalName, 
 // Extensions, inside Signature/Object, nested in each other) before the XML reaches node-saml.
 
 const ID_ATTRIBUTES = ['ID', 'Id', 'id'];
+const XMLNS = 'http://www.w3.org/2000/xmlns/';
 
 export interface Envelope {
   response: Element;
@@ -17,11 +18,12 @@ export interface Envelope {
 export function checkUniqueIds(root: Element, what: string): void {
   const seen = new Set<string>();
   for (const el of [root, ...descendants(root)]) {
-    for (const name of ID_ATTRIBUTES) {
-      if (!el.hasAttribute(name)) continue;
-      const value = el.getAttribute(name) ?? '';
-      if (seen.has(value)) throw new SamlXmlError(`${what}: duplicate ID`);
-      seen.add(value);
+    // By local name in any namespace (evil:ID, xml:id): xml-crypto resolves references that way too.
+    for (let i = 0; i < el.attributes.length; i++) {
+      const attribute = el.attributes[i];
+      if (attribute.namespaceURI === XMLNS || !ID_ATTRIBUTES.includes(attribute.localName ?? attribute.name)) continue;
+      if (seen.has(attribute.value)) throw new SamlXmlError(`${what}: duplicate ID`);
+      seen.add(attribute.value);
     }
   }
 }
