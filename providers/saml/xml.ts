@@ -20,17 +20,21 @@ export class SamlXmlError extends Error {
 }
 
 const ELEMENT_NODE = 1;
+const TEXT_NODE = 3;
+const CDATA_SECTION_NODE = 4;
 const COMMENT_NODE = 8;
 const PROCESSING_INSTRUCTION_NODE = 7;
 const DOCUMENT_TYPE_NODE = 10;
 
 /**
  * Parses XML strictly: no DOCTYPE (so no entities, no XXE), no stray content, warnings are errors,
- * exactly one root element.
+ * exactly one root element and no text around it.
  */
 export function parseXml(xml: string, what: string): Document {
   // Entity declarations are the XXE and billion-laughs vector; SAML never needs a DOCTYPE.
   if (/<!DOCTYPE/i.test(xml) || /<!ENTITY/i.test(xml)) throw new SamlXmlError(`${what}: DOCTYPE not allowed`);
+  // xmldom drops text before the root without a word; a well-formed document starts with markup.
+  if (!/^\uFEFF?\s*</.test(xml)) throw new SamlXmlError(`${what}: content before the root element`);
   const problems: string[] = [];
   const onProblem = (msg: string): void => {
     problems.push(msg);
@@ -42,6 +46,7 @@ export function parseXml(xml: string, what: string): Document {
     if (n.nodeType === ELEMENT_NODE) roots++;
     else if (n.nodeType === DOCUMENT_TYPE_NODE) throw new SamlXmlError(`${what}: DOCTYPE not allowed`);
     else if (n.nodeType === PROCESSING_INSTRUCTION_NODE && n.nodeName.toLowerCase() !== 'xml') throw new SamlXmlError(`${what}: processing instruction not allowed`);
+    else if ((n.nodeType === TEXT_NODE || n.nodeType === CDATA_SECTION_NODE) && (n.nodeValue ?? '').trim() !== '') throw new SamlXmlError(`${what}: content after the root element`);
   }
   if (roots !== 1 || !doc.documentElement) throw new SamlXmlError(`${what}: expected exactly one root element`);
   // SAML messages are a dozen levels deep; anything far deeper is an attack on recursive walkers.
