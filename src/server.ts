@@ -48,7 +48,9 @@ import type { DelegationHooks } from './oidc/provider.ts';
 import { createApiAuthenticator, apiResource, API_SCOPES } from './web/api-auth.ts';
 import { accountRoutes, ACCOUNT_CLIENT_ID } from './web/account/index.ts';
 import { revocationStream } from './web/revocation-stream.ts';
-import { basicClientId, rateLimit } from './web/rate-limit.ts';
+import { answerRateLimited, createLimiter, rateLimit } from './web/rate-limit.ts';
+import { limitPerAccount } from './web/account-limits.ts';
+import { readFormClientId, requestClientId } from './oidc/token-client-id.ts';
 import type { SqliteStore } from './store/sqlite/index.ts';
 import type { RedisStore } from './store/redis/index.ts';
 
@@ -323,12 +325,24 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
 
   const prefix = new URL(issuer).pathname.replace(/\/$/, '');
   app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  // Rate limits (WS-08, WS-10, HA-17): one limiter for every rule, one answer for every refusal.
+  const limits = createLimiter(store.rateLimits);
+  const onLimited = (name: string, requestId?: unknown) => log.warn({ requestId, limit: name }, 'rate limit reached');
+  const opPaths = [`${prefix}/token`, `${prefix}/request`];
+  app.use(answerRateLimited());
+  // The client id may be in the body (client_secret_post, client assertions, public clients): WS-10.
+  if (config.rateLimits.tokenPerClient > 0) app.use(readFormClientId([...opPaths, `${prefix}/token/introspection`, `${prefix}/token/revocation`]));
   app.use(
-    rateLimit(store.rateLimits, [
-      { paths: ['/token', '/request'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.tokenPerIp, windowSeconds: 60 },
-      { paths: ['/token', '/request'], keys: [(ctx) => { const id = basicClientId(ctx); return id ? `client:${id}` : undefined; }], limit: config.rateLimits.tokenPerClient, windowSeconds: 60 },
-      { paths: ['/interaction', '/upstream', '/account/login'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.loginPerIp, windowSeconds: 60 },
-    ]),
+    rateLimit(
+      limits,
+      [
+        { paths: opPaths, keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.tokenPerIp, windowSeconds: 60 },
+        { paths: opPaths, keys: [(ctx) => { const id = requestClientId(ctx); return id ? `client:${id}` : undefined; }], limit: config.rateLimits.tokenPerClient, windowSeconds: 60 },
+        { paths: ['/interaction', '/upstream', '/link-upstream', '/account/login'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.loginPerIp, windowSeconds: 60 },
+        { paths: ['/api/delegations/invitations', '/account/invitations/accept'], methods: ['POST'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.invitationAttemptsPerIp, windowSeconds: 3600 },
+      ],
+      (ctx, name) => onLimited(name, ctx.state.requestId),
+    ),
   );
   // The OP's endpoints skip the broker's routers: they are the hot paths.
   app.use(mountProvider(() => provider, health, { only: PROVIDER_PATHS }));
@@ -399,7 +413,17 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
 
-  const authenticateApi = createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay });
+  // Per account (the token's subject), after authentication and before any body is read or code looked up.
+  const authenticateApi = limitPerAccount(
+    createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay }),
+    limits,
+    [
+      { name: 'account', limit: config.rateLimits.accountPerMinute, windowSeconds: 60 },
+      { name: 'account-changes', methods: ['POST', 'PUT', 'PATCH', 'DELETE'], limit: config.rateLimits.accountChangesPerHour, windowSeconds: 3600 },
+      { name: 'invitation', paths: ['/api/delegations/invitations', '/account/invitations/accept'], methods: ['POST'], limit: config.rateLimits.invitationAttemptsPerAccount, windowSeconds: 3600 },
+    ],
+    (name) => onLimited(name),
+  );
   app.use(revocationStream(bus, authenticateApi).routes());
   app.use(
     accountRoutes({

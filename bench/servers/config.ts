@@ -70,7 +70,7 @@ export function brokerConfigInput(spec: BrokerSpec): ConfigInput {
     profile: 'none',
     logLevel: spec.logLevel as 'silent',
     secrets: { keyEncryptionKey: BENCH_KEK },
-    rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 },
+    rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0, exchangePerSubjectToken: 0, accountPerMinute: 0, accountChangesPerHour: 0, invitationAttemptsPerAccount: 0, invitationAttemptsPerIp: 0 },
     resources: [
       { identifier: RESOURCE, scopes: [...RESOURCE_SCOPES, ...userScopes], format: 'jwt', accessTokenTTL: ACCESS_TOKEN_TTL, signingAlg: 'ES256', introspectionClients: [RS_CLIENT] },
       { identifier: OPAQUE_RESOURCE, scopes: RESOURCE_SCOPES, format: 'opaque', accessTokenTTL: 3600, introspectionClients: [RS_CLIENT] },

@@ -35,7 +35,7 @@ const config = parseConfig(
     logLevel: spec.logLevel as 'silent',
     secrets: { keyEncryptionKey: BENCH_KEK },
     // One load generator on one IP: the per-IP and per-client limits would measure themselves.
-    rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 },
+    rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0, exchangePerSubjectToken: 0, accountPerMinute: 0, accountChangesPerHour: 0, invitationAttemptsPerAccount: 0, invitationAttemptsPerIp: 0 },
     resources: [
       { identifier: RESOURCE, scopes: RESOURCE_SCOPES, format: 'jwt', accessTokenTTL: ACCESS_TOKEN_TTL, signingAlg: 'ES256' },
       { identifier: RESOURCE2, scopes: RESOURCE_SCOPES, format: 'jwt', accessTokenTTL: ACCESS_TOKEN_TTL, signingAlg: 'ES256' },

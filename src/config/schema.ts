@@ -157,13 +157,17 @@ export const configSchema = z
     exchange: exchangeSchema,
     rateLimits: z
       .strictObject({
-        /** Requests per minute to the token, introspection, revocation and PAR endpoints (0 = off). */
-        tokenPerIp: z.number().int().min(0).default(3000),
-        tokenPerClient: z.number().int().min(0).default(6000),
-        /** Requests per minute to the login pages and upstream callbacks, per IP. */
-        loginPerIp: z.number().int().min(0).default(1200),
+        tokenPerIp: z.number().int().min(0).default(3000).describe('requests per minute per client IP to the token, PAR, introspection and revocation endpoints (0 = off)'),
+        tokenPerClient: z.number().int().min(0).default(6000).describe('requests per minute per client id (HTTP Basic, client_id or client assertion in the body) to the same endpoints: throttles guessing at client secrets, assertions and PKCE verifiers'),
+        loginPerIp: z.number().int().min(0).default(1200).describe('requests per minute per client IP to the login pages and upstream callbacks'),
+        exchangePerSubjectToken: z.number().int().min(0).default(300).describe('token exchanges per minute of one subject_token (counted by its hash), whoever presents it'),
+        accountPerMinute: z.number().int().min(0).default(600).describe('requests per minute per signed-in account to the account pages and the delegation API'),
+        accountChangesPerHour: z.number().int().min(0).default(600).describe('changes per hour per account through the account pages and the delegation API (invitations, consent changes, links)'),
+        invitationAttemptsPerAccount: z.number().int().min(0).default(30).describe('invitation codes answered (accept or decline) per hour per account: throttles a carer guessing codes'),
+        invitationAttemptsPerIp: z.number().int().min(0).default(300).describe('invitation codes answered per hour per client IP'),
       })
-      .default({ tokenPerIp: 3000, tokenPerClient: 6000, loginPerIp: 1200 }),
+      .default({ tokenPerIp: 3000, tokenPerClient: 6000, loginPerIp: 1200, exchangePerSubjectToken: 300, accountPerMinute: 600, accountChangesPerHour: 600, invitationAttemptsPerAccount: 30, invitationAttemptsPerIp: 300 })
+      .describe('rate limits, counted in the store so every instance shares them; over a limit: 429 slow_down with Retry-After'),
     delegation: z
       .strictObject({
         /** Legal bases that only staff may record (after verifying the relationship). */

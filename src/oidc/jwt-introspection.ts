@@ -75,7 +75,8 @@ export function createJwtLookup(options: {
   };
 }
 
-async function readBody(ctx: Context): Promise<string | undefined> {
+/** Reads a request body for oidc-provider (up to its own limit); undefined when larger. */
+export async function readBody(ctx: Context): Promise<string | undefined> {
   const declared = ctx.request.length;
   if (declared !== undefined && declared > BODY_LIMIT) return undefined;
   const chunks: Buffer[] = [];

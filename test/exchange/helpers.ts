@@ -116,7 +116,8 @@ export interface Fixture {
 
 const P9 = { acr: 'P9.Cp.Cd', aal: 2, proofing: 'P9' as const };
 
-export async function startFixture(): Promise<Fixture> {
+/** `extra` overrides top-level config sections (rate limits, for instance). */
+export async function startFixture(extra: Partial<ConfigInput> = {}): Promise<Fixture> {
   const host = new JwksHost();
   await host.start();
   const keys = { cis2: await issuerKey('RS256'), nhs: await issuerKey('RS512'), partner: await issuerKey('ES256'), tenantB: await issuerKey('ES256') };
@@ -191,6 +192,7 @@ export async function startFixture(): Promise<Fixture> {
         { id: 'tenant-b', clients: ['svc-b'], subjectIssuers: ['self', 'idp-b'], subjectTokenTypes: ['access_token', 'jwt'], resources: [API_B], scopes: ['system/Patient.rs'] },
       ],
     },
+    ...extra,
   };
   const upstream = scriptedConnector('nhs-login');
   const broker = await createBroker(parseConfig(cfg, {}), { log: pino({ level: 'silent' }), env: {}, connectors: [upstream.connector] });

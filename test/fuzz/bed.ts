@@ -35,7 +35,7 @@ function idpMetadata(idp: KeyPair): string {
 }
 
 /** Rate limits off: the fuzzer sends tens of thousands of requests a minute from one address. */
-const NO_LIMITS = { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 };
+const NO_LIMITS = { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0, exchangePerSubjectToken: 0, accountPerMinute: 0, accountChangesPerHour: 0, invitationAttemptsPerAccount: 0, invitationAttemptsPerIp: 0 };
 
 export async function startFuzzBed(): Promise<FuzzBed> {
   const idp = generateKeyPair('fuzz-idp');

@@ -19,6 +19,8 @@ import { actChain, innermostActorOf } from '../../exchange/act.ts';
 import { TOKEN_TYPE_URN, type Decision, type OAuthErrorCode, type PresentedToken, type TokenPlan } from '../../exchange/types.ts';
 import { createExchangeVerifier, tokenRef, type ExchangeVerifier } from './token-exchange/verify.ts';
 import { DpopError, readDpopProof, useDpopProof } from './token-exchange/dpop.ts';
+import { subjectTokenLimit } from './token-exchange/subject-limit.ts';
+import { createLimiter } from '../../web/rate-limit.ts';
 
 // RFC 8693 token exchange as an oidc-provider grant type (issue 7). oidc-provider authenticates the
 // client first (private_key_jwt with the atomic jti check, or mTLS); then, here: parse, verify the
@@ -75,10 +77,11 @@ export async function derivedTokenActive(provider: Provider, delegation: Pick<De
 // ---------------------------------------------------------------------------------------------------
 // Errors
 
-type AnswerCode = OAuthErrorCode | 'invalid_dpop_proof' | 'temporarily_unavailable' | 'server_error';
+type AnswerCode = OAuthErrorCode | 'invalid_dpop_proof' | 'temporarily_unavailable' | 'server_error' | 'slow_down';
 
 function oauthError(code: AnswerCode, description: string): errors.OIDCProviderError {
-  const status = code === 'invalid_client' ? 401 : code === 'temporarily_unavailable' ? 503 : 400;
+  // slow_down: 429 with Retry-After, as every other limit of the broker answers (web/rate-limit.ts).
+  const status = code === 'invalid_client' ? 401 : code === 'temporarily_unavailable' ? 503 : code === 'slow_down' ? 429 : 400;
   const err = new errors.OIDCProviderError(status, code);
   err.error_description = description;
   err.expose = true;
@@ -89,11 +92,14 @@ class Refusal extends Error {
   readonly code: AnswerCode;
   readonly check: string;
   readonly rule?: string;
-  constructor(code: AnswerCode, check: string, description: string, rule?: string) {
+  /** Counted but not written to the ledger: a flood is audited once per window, not once per request. */
+  readonly quiet: boolean;
+  constructor(code: AnswerCode, check: string, description: string, rule?: string, quiet = false) {
     super(description);
     this.code = code;
     this.check = check;
     this.rule = rule;
+    this.quiet = quiet;
   }
 }
 
@@ -112,6 +118,8 @@ interface AuditFacts {
   clientId?: string;
   params?: ExchangeParams;
   subject?: PresentedToken;
+  /** The subject token's reference when it was refused before verification. */
+  subjectRef?: string;
   actor?: PresentedToken;
   plan?: TokenPlan;
   tokenJti?: string;
@@ -132,7 +140,7 @@ function auditEntry(facts: AuditFacts): Parameters<Ledger['append']>[0] {
   put('error_description', refusal?.message);
   put('subject_token_type', params?.subjectTokenType);
   put('subject_issuer', subject?.issuer);
-  put('subject_ref', subject?.ref);
+  put('subject_ref', subject?.ref ?? facts.subjectRef);
   put('actor_token_type', params?.actorTokenType);
   put('actor_issuer', actor?.issuer);
   put('actor_ref', actor?.ref);
@@ -178,6 +186,7 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
   const resources = new Map(deps.config.resources.map((r) => [r.identifier, r]));
   const verifier = createExchangeVerifier({ exchange: deps.config.exchange, publicJwks: deps.publicJwks, replay: deps.store.replay, delegation: deps.delegation });
   const reached = new WeakSet<object>();
+  const limitSubject = subjectTokenLimit(createLimiter(deps.store.rateLimits), deps.config.rateLimits.exchangePerSubjectToken);
   const report = deps.onAuditError ?? (() => {});
 
   const record = (facts: AuditFacts): Promise<unknown> => {
@@ -198,6 +207,12 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
         // Who may exchange at all, before any token is looked at.
         const early = checkRequest(request, policy);
         if (early) throw new Refusal(early.error, early.check, early.error_description, early.rule);
+        const limited = await limitSubject(params.subjectToken);
+        if (limited?.limited) {
+          facts.subjectRef = tokenRef(params.subjectToken);
+          ctx.set('Retry-After', String(limited.retryAfter));
+          throw new Refusal('slow_down', 'rate_limit', 'this subject_token is being exchanged too often; try again later (check rate_limit)', undefined, !limited.first);
+        }
 
         const dpop = await readDpopProof(ctx);
         if (!dpop && client.dpopBoundAccessTokens) throw new Refusal('invalid_dpop_proof', 'dpop', 'DPoP proof JWT not provided (check dpop)');
@@ -262,7 +277,8 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
         // the adapter, a bug) goes on unchanged.
         const code = (err as { error?: unknown }).error;
         facts.refusal = refusal ?? new Refusal(typeof code === 'string' ? (code as AnswerCode) : 'server_error', 'internal', (err as { error_description?: string }).error_description ?? 'internal error');
-        record(facts).catch(report);
+        if (facts.refusal.quiet) deps.metrics.exchanges.inc({ decision: 'deny' });
+        else record(facts).catch(report);
         if (!refusal) throw err;
         throw oauthError(refusal.code, refusal.message);
       }
