@@ -9,6 +9,7 @@ import { ACR_VALUES } from '../identity/assurance.ts';
 import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
 import { derivedTokenActive, exchangedTokenClaims } from './grants/token-exchange.ts';
 import { sessionEnded } from './account-grants.ts';
+import { checkClientAssertion } from './client-assertion.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
 // are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
@@ -137,11 +138,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       }
       return true;
     },
-    // oidc-provider checks iat only when exp is absent; an assertion "issued" in the future is refused.
-    assertJwtClientAuthClaimsAndHeader: async (ctx, claims) => {
-      if (ctx.oidc.isFapi('2.0') && claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
-      if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + 15) throw new errors.InvalidClientAuth('client assertion iat is in the future');
-    },
+    assertJwtClientAuthClaimsAndHeader: (ctx, claims, header) => checkClientAssertion(ctx, claims, header),
     issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     revokeGrantPolicy: () => true,
     clockTolerance: 15,

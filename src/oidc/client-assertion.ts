@@ -1,0 +1,28 @@
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+
+// Checks on private_key_jwt client assertions that oidc-provider leaves to its
+// assertJwtClientAuthClaimsAndHeader hook (it has already verified the signature, iss, aud, exp and jti).
+
+/** How far in the future an assertion's iat may be (the broker's clock tolerance). */
+const IAT_LEEWAY = 15;
+
+/**
+ * Explicit types a client assertion may carry: none, the generic one, or the one for client
+ * authentication. Any other type names another kind of JWT (a request object, a DPoP proof, a logout
+ * token...) that a client key signed for another purpose, which must not authenticate (RFC 8725 3.11).
+ */
+const ASSERTION_TYPES = new Set(['jwt', 'client-authentication+jwt']);
+
+export function assertionTypeAllowed(typ: unknown): boolean {
+  if (typ === undefined) return true;
+  if (typeof typ !== 'string') return false;
+  const t = typ.toLowerCase();
+  return ASSERTION_TYPES.has(t.startsWith('application/') ? t.slice('application/'.length) : t);
+}
+
+export async function checkClientAssertion(ctx: KoaContextWithOIDC, claims: Record<string, unknown>, header: Record<string, unknown>): Promise<void> {
+  if (ctx.oidc.isFapi('2.0') && claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
+  // oidc-provider checks iat only when exp is absent; an assertion "issued" in the future is refused.
+  if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + IAT_LEEWAY) throw new errors.InvalidClientAuth('client assertion iat is in the future');
+  if (!assertionTypeAllowed(header.typ)) throw new errors.InvalidClientAuth('client assertion typ names another kind of JWT');
+}
