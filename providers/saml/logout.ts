@@ -67,13 +67,22 @@ function verifyRedirectSignature(params: Map<string, string>, messageKey: string
   if (!ok) throw new SamlXmlError('logout: bad signature');
 }
 
+/** The Redirect binding's DEFLATE, bounded: a bomb (or garbage) is a refusal, not a 500. */
+function inflate(base64: string): string {
+  try {
+    return inflateRawSync(Buffer.from(base64, 'base64'), { maxOutputLength: INFLATE_LIMIT }).toString('utf8');
+  } catch {
+    throw new SamlXmlError('logout: message is not DEFLATE data or inflates beyond the limit');
+  }
+}
+
 export async function handleSingleLogout(ctx: Context, o: SingleLogoutOptions): Promise<void> {
   try {
     const params = rawParams(ctx.querystring);
     const messageKey = params.has('SAMLRequest') ? 'SAMLRequest' : params.has('SAMLResponse') ? 'SAMLResponse' : undefined;
     if (!messageKey || (params.has('SAMLRequest') && params.has('SAMLResponse'))) throw new SamlXmlError('logout: no SAML message');
     verifyRedirectSignature(params, messageKey, o.md.signingCerts);
-    const xml = inflateRawSync(Buffer.from(decode(params.get(messageKey) ?? ''), 'base64'), { maxOutputLength: INFLATE_LIMIT }).toString('utf8');
+    const xml = inflate(decode(params.get(messageKey) ?? ''));
     const root = parseXml(xml, 'logout').documentElement;
     checkUniqueIds(root, 'logout');
     checkSignaturePlacement(root, 'logout');
