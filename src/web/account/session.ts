@@ -15,6 +15,7 @@ import type { AccountContext } from './context.ts';
 // than the token; every page authorises from that token with the checks the JSON API applies.
 
 export const ACCOUNT_CLIENT = 'broker-account';
+/** Seal purposes of the two cookies (also their names on plain HTTP). */
 const SESSION_COOKIE = 'account_session';
 const TX_COOKIE = 'account_tx';
 const COOKIE_PATH = '/account';
@@ -49,7 +50,10 @@ export function accountSessions(app: AccountContext) {
   const sealer = createSealer([subkey('account-session-seal')]);
   const csrfKey = subkey('account-csrf');
   const redirectUri = new URL('/account/callback', deps.issuer).href;
-  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies, path: COOKIE_PATH, signed: false, overwrite: true };
+  // Over HTTPS the cookies carry the __Host- prefix: the browser then refuses one set by a sibling
+  // subdomain or over plain HTTP (no planted session), which needs Path=/ and no Domain.
+  const names = deps.secureCookies ? { session: `__Host-${SESSION_COOKIE}`, tx: `__Host-${TX_COOKIE}` } : { session: SESSION_COOKIE, tx: TX_COOKIE };
+  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies, path: deps.secureCookies ? '/' : COOKIE_PATH, signed: false, overwrite: true };
   let rp: Promise<client.Configuration> | undefined;
 
   function configuration(): Promise<client.Configuration> {
@@ -76,12 +80,12 @@ export function accountSessions(app: AccountContext) {
   }
 
   function read(ctx: Context): AccountSession | undefined {
-    const s = readSealed(ctx, SESSION_COOKIE, SESSION_COOKIE, sessionSchema);
+    const s = readSealed(ctx, names.session, SESSION_COOKIE, sessionSchema);
     return s && s.exp * 1000 > Date.now() ? s : undefined;
   }
 
   function clear(ctx: Context): void {
-    ctx.cookies.set(SESSION_COOKIE, null, cookieOptions);
+    ctx.cookies.set(names.session, null, cookieOptions);
   }
 
   const csrfFor = (session: AccountSession): string => createHmac('sha256', csrfKey).update(`csrf:${session.sid}`).digest('base64url');
@@ -134,7 +138,7 @@ export function accountSessions(app: AccountContext) {
       const verifier = client.randomPKCECodeVerifier();
       const state = client.randomState();
       const nonce = client.randomNonce();
-      ctx.cookies.set(TX_COOKIE, sealer.seal(JSON.stringify({ verifier, state, nonce, returnTo, exp: Date.now() + TX_TTL_MS }), TX_COOKIE), { ...cookieOptions, maxAge: TX_TTL_MS });
+      ctx.cookies.set(names.tx, sealer.seal(JSON.stringify({ verifier, state, nonce, returnTo, exp: Date.now() + TX_TTL_MS }), TX_COOKIE), { ...cookieOptions, maxAge: TX_TTL_MS });
       const url = client.buildAuthorizationUrl(await configuration(), {
         redirect_uri: redirectUri,
         scope: SCOPE,
@@ -148,8 +152,8 @@ export function accountSessions(app: AccountContext) {
     });
 
     router.get('/account/callback', async (ctx) => {
-      const tx = readSealed(ctx, TX_COOKIE, TX_COOKIE, txSchema);
-      ctx.cookies.set(TX_COOKIE, null, cookieOptions);
+      const tx = readSealed(ctx, names.tx, TX_COOKIE, txSchema);
+      ctx.cookies.set(names.tx, null, cookieOptions);
       if (!tx || tx.exp < Date.now()) throw new BadRequestError('This sign-in was not started here, or it took too long. Go to /account and sign in again.');
       if (typeof ctx.query.error === 'string') throw new BadRequestError(ctx.query.error === 'access_denied' ? 'You cancelled signing in.' : 'Signing in did not complete. Go to /account and try again.');
       let tokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
@@ -169,7 +173,7 @@ export function accountSessions(app: AccountContext) {
       const exp = typeof caller.claims.exp === 'number' ? caller.claims.exp : Math.floor(Date.now() / 1000) + 300;
       const name = tokens.claims()?.name;
       const session: AccountSession = { sid: randomBytes(18).toString('base64url'), token: tokens.access_token, exp, ...(typeof name === 'string' ? { name: name.slice(0, 200) } : {}) };
-      ctx.cookies.set(SESSION_COOKIE, sealer.seal(JSON.stringify(session), SESSION_COOKIE), { ...cookieOptions, maxAge: Math.max(0, exp * 1000 - Date.now()) });
+      ctx.cookies.set(names.session, sealer.seal(JSON.stringify(session), SESSION_COOKIE), { ...cookieOptions, maxAge: Math.max(0, exp * 1000 - Date.now()) });
       ctx.status = 303;
       ctx.redirect(tx.returnTo);
     });
@@ -179,7 +183,17 @@ export function accountSessions(app: AccountContext) {
 
   /** Ends the local session and asks the broker to end its own (RP-initiated logout). */
   async function logout(ctx: Context): Promise<void> {
+    const session = read(ctx);
     clear(ctx);
+    // The session is the access token itself: revoked here, a copy of the cookie (another tab, a backup,
+    // a request to another instance) stops working now rather than when the token expires.
+    if (session) {
+      try {
+        await client.tokenRevocation(await configuration(), session.token, { token_type_hint: 'access_token' });
+      } catch (err) {
+        deps.log.warn({ err, requestId: (ctx.state as { requestId?: string }).requestId }, 'account sign-out: the session token could not be revoked');
+      }
+    }
     let target = '/account';
     try {
       target = client.buildEndSessionUrl(await configuration(), { client_id: ACCOUNT_CLIENT, post_logout_redirect_uri: new URL('/account', deps.issuer).href }).href;
