@@ -17,6 +17,8 @@ import type { Store } from './store/contracts.ts';
 import { watchStore, type StoreHealth } from './store/health.ts';
 import { AccountService } from './identity/accounts.ts';
 import type { Connector } from './identity/upstream.ts';
+import { CIRCUIT_GAUGE, withCircuitBreaker, type CircuitEvents } from './identity/circuit-breaker.ts';
+import { circuitBreakerSchema } from './config/upstream-common.ts';
 import { ensureKeys, keyEpoch, privateJwks, publicJwks } from './oidc/keys.ts';
 import { buildProvider } from './oidc/provider.ts';
 import { contextClaims, loadGrantContext } from './oidc/grant-context.ts';
@@ -206,6 +208,19 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     else connectors.push(await (await import('../providers/smartcard/index.ts')).createSmartcardConnector(u, deps));
   }
   if (config.profile === 'demo') connectors.unshift(createDemoConnector({ env: env.NODE_ENV }));
+  // A circuit breaker per upstream (identity/circuit-breaker.ts): one that keeps failing is skipped for a
+  // while, with a clear page; the others are untouched.
+  const circuitEvents: CircuitEvents = {
+    onChange: ({ upstream, from, to, reason }) => {
+      metrics.upstreamCircuit.set({ upstream }, CIRCUIT_GAUGE[to]);
+      log[to === 'closed' ? 'info' : 'warn']({ upstream, from, to, reason }, `upstream circuit ${to}`);
+    },
+    onRejected: (upstream) => metrics.upstreamCircuitRejections.inc({ upstream }),
+  };
+  for (const [i, c] of connectors.entries()) {
+    metrics.upstreamCircuit.set({ upstream: c.id }, CIRCUIT_GAUGE.closed);
+    connectors[i] = withCircuitBreaker(c, config.upstreams.find((u) => u.id === c.id)?.circuitBreaker ?? circuitBreakerSchema.parse(undefined), circuitEvents);
+  }
 
   let keys = await ensureKeys(store.keys, sealer, ['ES256', 'PS256']);
   let published = publicJwks(keys);

@@ -2,8 +2,7 @@ import * as oc from 'openid-client';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import type { OidcUpstreamConfig } from '../../src/config/upstream-oidc.ts';
-import { UpstreamAuthError, type Connector, type ConnectorDeps, type LoginRequest, type LoginTransaction, type UpstreamIdentity } from '../../src/identity/upstream.ts';
-import { BrokerHttpError } from '../../src/web/errors.ts';
+import { UpstreamAuthError, UpstreamUnavailableError, type Connector, type ConnectorDeps, type LoginRequest, type LoginTransaction, type UpstreamIdentity } from '../../src/identity/upstream.ts';
 import { presetFor } from './presets/index.ts';
 import type { Expectations } from './presets/types.ts';
 import { proofingRank } from './presets/vocabulary.ts';
@@ -11,6 +10,7 @@ import { createUpstreamConfiguration, type UpstreamClientOptions } from './upstr
 import { OidcConfigError } from './client-key.ts';
 import { idTokenClaims, mergeClaims, userinfoClaims } from './claims.ts';
 import { describeError } from './reasons.ts';
+import { isUpstreamOutage } from './outage.ts';
 import { logoutRoute } from './backchannel-logout.ts';
 import { remoteKeys, verifyIdTokenSignature, type RemoteKeys } from './jwks.ts';
 
@@ -46,13 +46,6 @@ const expectations = z.object({
 /** A failed discovery is retried at most this often; meanwhile logins fail fast with 503. */
 const RETRY_AFTER_MS = 5000;
 
-class UpstreamUnavailableError extends BrokerHttpError {
-  constructor(name: string) {
-    super(503, 'Sorry, the service is unavailable', `${name} is not responding at the moment. Please try again in a few minutes.`);
-    this.name = 'UpstreamUnavailableError';
-  }
-}
-
 function isConfigurationMismatch(err: unknown): boolean {
   if (err instanceof OidcConfigError) return true;
   // The discovered issuer is not the configured one (catalogue RP-08): a configuration error, not an outage.
@@ -72,7 +65,7 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
   async function ready(): Promise<oc.Configuration> {
     if (client) return client;
     if (pending) return pending;
-    if (Date.now() - failedAt < RETRY_AFTER_MS) throw new UpstreamUnavailableError(config.displayName);
+    if (Date.now() - failedAt < RETRY_AFTER_MS) throw new UpstreamUnavailableError(`${config.id}: discovery failed less than ${RETRY_AFTER_MS / 1000} s ago`, Math.ceil(RETRY_AFTER_MS / 1000));
     pending = createUpstreamConfiguration(config, preset, deps, options)
       .then((c) => {
         // Only the upstream's own token endpoint can hand us an ID token, so an unknown kid refetches
@@ -92,14 +85,18 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
     return pending;
   }
 
-  /** The configuration for a login: an outage is a 503 page; a mismatch is a server error (logged). */
+  /** The configuration for a login: a mismatch is a server error (logged); anything else is an outage. */
   async function readyForLogin(): Promise<oc.Configuration> {
     try {
       return await ready();
     } catch (err) {
-      if (isConfigurationMismatch(err)) throw err;
-      throw new UpstreamUnavailableError(config.displayName);
+      if (isConfigurationMismatch(err) || err instanceof UpstreamUnavailableError) throw err;
+      throw new UpstreamUnavailableError(`${config.id}: discovery: ${describeError(err)}`);
     }
+  }
+
+  function unavailable(where: string, err: unknown): never {
+    throw new UpstreamUnavailableError(`${config.id}: ${where}: ${err instanceof UpstreamUnavailableError ? err.reason : describeError(err)}`);
   }
 
   // Discovery at start-up: a wrong configuration stops the broker; an upstream that is down does not
@@ -172,9 +169,10 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
 
     let c: oc.Configuration;
     try {
-      c = await ready();
+      c = await readyForLogin();
     } catch (err) {
-      refuse(`upstream unavailable: ${describeError(err)}`);
+      if (err instanceof UpstreamUnavailableError) throw err;
+      refuse(`upstream configuration: ${describeError(err)}`);
     }
 
     let tokens: Awaited<ReturnType<typeof oc.authorizationCodeGrant>>;
@@ -187,6 +185,7 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
         ...(s.maxAge !== undefined && { maxAge: Number(s.maxAge) }),
       });
     } catch (err) {
+      if (isUpstreamOutage(err)) unavailable('token endpoint', err);
       refuse(describeError(err));
     }
 
@@ -194,6 +193,7 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
       if (!tokens.id_token || !idTokenKeys) throw new Error('no ID token');
       await verifyIdTokenSignature(tokens.id_token, idTokenKeys, idTokenAlg);
     } catch (err) {
+      if (err instanceof UpstreamUnavailableError) unavailable('ID token keys', err);
       refuse(`ID token signature: ${describeError(err)}`);
     }
 
@@ -212,6 +212,7 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
         userinfo = parsed.data;
       } catch (err) {
         if (err instanceof UpstreamAuthError) throw err;
+        if (isUpstreamOutage(err)) unavailable('userinfo', err);
         refuse(`userinfo: ${describeError(err)}`);
       }
     }

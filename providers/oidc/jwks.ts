@@ -1,6 +1,8 @@
-import { compactVerify, createRemoteJWKSet, customFetch, type FetchImplementation } from 'jose';
+import { compactVerify, createRemoteJWKSet, customFetch, type CompactVerifyGetKey, type FetchImplementation } from 'jose';
 import type * as oc from 'openid-client';
 import { boundedJwksFetch } from '../../src/oidc/grants/token-exchange/jwks.ts';
+import { UpstreamUnavailableError } from '../../src/identity/upstream.ts';
+import { describeError } from './reasons.ts';
 
 // The upstream's signing keys, fetched from its jwks_uri only (never from a token header) and
 // refetched when a token names a kid the cached set lacks.
@@ -42,5 +44,25 @@ export function remoteKeys(jwksUri: string, options: RemoteKeysOptions): RemoteK
  * for token-endpoint responses.
  */
 export async function verifyIdTokenSignature(idToken: string, keys: RemoteKeys, algorithm: string): Promise<void> {
-  await compactVerify(idToken, keys, { algorithms: [algorithm] });
+  await compactVerify(idToken, keysOrOutage(keys), { algorithms: [algorithm] });
+}
+
+/** jose's answers that mean "no key for this token" (a refusal), as opposed to "the key set could not be had". */
+const KEY_SELECTION_ERRORS = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS']);
+
+/**
+ * The key set could not be fetched or read (timeout, refused, non-200, not a key set): an outage of the
+ * upstream's jwks_uri. An unknown kid after the refetch stays a refusal, so a rotation that worked, or a
+ * token signed with a foreign key, never counts as one.
+ */
+function keysOrOutage(keys: RemoteKeys): CompactVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await keys(header, token);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && KEY_SELECTION_ERRORS.has(code)) throw err;
+      throw new UpstreamUnavailableError(`JWKS: ${describeError(err)}`);
+    }
+  };
 }

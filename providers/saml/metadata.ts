@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { UpstreamUnavailableError } from '../../src/identity/upstream.ts';
 import { NS, SamlXmlError, attr, children, descendants, instant, is, parseXml, textOf } from './xml.ts';
 
 // The IdP's SAML metadata: entity ID, SSO and SLO endpoints, and signing certificates (several =
@@ -153,6 +154,9 @@ export class IdpMetadataHolder {
         this.#loadedAt = Date.now();
         return last;
       }
+      // No usable copy and the IdP's metadata URL failed or answered garbage: the IdP is not working (this
+      // feeds its circuit breaker). A local file that fails is a configuration problem and stays as it is.
+      if (this.#source.url !== undefined) throw new UpstreamUnavailableError(`IdP metadata ${this.#source.url}: ${err instanceof Error ? err.message.slice(0, 200) : 'unknown error'}`);
       throw err;
     }
   }

@@ -25,6 +25,15 @@ export const linkableSchema = z.strictObject({
   minimumAal: z.number().int().min(1).max(3).optional(),
 });
 
+/** When the broker stops sending people to an upstream that is not working (src/identity/circuit-breaker.ts). */
+export const circuitBreakerSchema = z
+  .strictObject({
+    failureThreshold: z.number().int().min(1).max(1000).default(5).describe('consecutive outages (timeouts, refused connections, 5xx, unreadable answers) that open the circuit; refused logins never count'),
+    openSeconds: z.number().int().min(1).max(3600).default(30).describe('seconds the circuit stays open (logins fail fast with a "not responding" page) before one trial login is let through'),
+  })
+  .default({ failureThreshold: 5, openSeconds: 30 })
+  .describe('per-upstream circuit breaker: an upstream that keeps failing is skipped for a while, without touching the others');
+
 export const commonUpstreamFields = {
   id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'use lower-case letters, digits and -'),
   displayName: z.string().min(1).max(100),
@@ -32,7 +41,9 @@ export const commonUpstreamFields = {
   provision: z.boolean().default(true),
   mapping: mappingSchema,
   linkable: z.array(linkableSchema).default([]),
+  circuitBreaker: circuitBreakerSchema,
 };
 
 export type MappingConfig = z.infer<typeof mappingSchema>;
 export type LinkableConfig = z.infer<typeof linkableSchema>;
+export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;

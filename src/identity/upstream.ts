@@ -57,7 +57,10 @@ export interface Connector {
   readonly kind: 'oidc' | 'saml' | 'smartcard' | 'demo';
   /** Sends the browser upstream (sets ctx.redirect or a page) and returns state to bind to the transaction. */
   begin(ctx: Context, request: LoginRequest): Promise<Record<string, string>>;
-  /** Verifies the upstream's answer on the callback route. Throws UpstreamAuthError on any failure. */
+  /**
+   * Verifies the upstream's answer on the callback route. Throws UpstreamAuthError on a refused answer,
+   * UpstreamUnavailableError when the upstream itself failed (begin throws that too).
+   */
   complete(ctx: Context, tx: LoginTransaction): Promise<UpstreamIdentity>;
   /** Routes the connector serves itself (for example the demo persona page, SAML metadata). */
   routes?: Array<{ method: 'GET' | 'POST'; path: string; handler: (ctx: Context) => Promise<void> }>;
@@ -70,6 +73,24 @@ export class UpstreamAuthError extends Error {
     super('upstream authentication failed');
     this.name = 'UpstreamAuthError';
     this.reason = reason;
+  }
+}
+
+/**
+ * The upstream itself is not working: a timeout, a refused or dropped connection, a 5xx, or an answer its
+ * own endpoints (discovery, token, userinfo, JWKS, metadata) sent that cannot be read. Only this feeds the
+ * upstream's circuit breaker; a refused login (UpstreamAuthError) never does, whatever arrived on the
+ * callback, so nobody can open the circuit for everyone by posting garbage. `reason` goes to the log only.
+ */
+export class UpstreamUnavailableError extends Error {
+  readonly reason: string;
+  /** Seconds before trying again is worth it (the breaker's remaining cool-down), when known. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(reason: string, retryAfterSeconds?: number) {
+    super('upstream unavailable');
+    this.name = 'UpstreamUnavailableError';
+    this.reason = reason;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

@@ -5,8 +5,8 @@ import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
 import type { Store } from '../store/contracts.ts';
 import type { AccountService } from '../identity/accounts.ts';
-import { UpstreamAuthError, type Connector, type LoginTransaction, type UpstreamIdentity } from '../identity/upstream.ts';
-import { BadRequestError, ForbiddenError, LoginFailedError, NotFoundError } from '../web/errors.ts';
+import { UpstreamAuthError, UpstreamUnavailableError, type Connector, type LoginRequest, type LoginTransaction, type UpstreamIdentity } from '../identity/upstream.ts';
+import { BadRequestError, ForbiddenError, LoginFailedError, NotFoundError, UpstreamNotRespondingError } from '../web/errors.ts';
 import { readForm, single } from '../web/form.ts';
 import { actAsPage, chooserPage, consentPage, rolePage } from '../web/views/interaction.ts';
 import { mapIdentity, MappingError } from '../identity/mapping.ts';
@@ -31,6 +31,8 @@ const VERIFIED_MODEL = 'VerifiedUpstreamLogin';
 const STEP_UP = '__stepUp';
 const TX_TTL = 600;
 const LAST_UPSTREAM_COOKIE = 'broker_last_upstream';
+/** Retry-After for an upstream outage when the connector or its breaker gives no better figure. */
+const UPSTREAM_RETRY_AFTER = 30;
 
 export interface InteractionEvents {
   loginSucceeded?(ctx: Context, identity: UpstreamIdentity, accountId: string, clientId: string | undefined): void | Promise<void>;
@@ -80,6 +82,20 @@ export function interactionRoutes(options: InteractionOptions): Router {
     }
     if (uid !== undefined && d.uid !== uid) throw new BadRequestError('Your sign-in session does not match this page. Go back to the service and start again.');
     return d;
+  }
+
+  /** An upstream that is not working: the "not responding" page (503), never a redirect to it. */
+  function notResponding(connector: Connector, err: UpstreamUnavailableError, interactionUid: string | undefined): UpstreamNotRespondingError {
+    return new UpstreamNotRespondingError(connector.displayName, err.reason, err.retryAfterSeconds ?? UPSTREAM_RETRY_AFTER, interactionUid ? `/interaction/${encodeURIComponent(interactionUid)}` : undefined);
+  }
+
+  async function beginAt(ctx: Context, connector: Connector, request: LoginRequest, interactionUid: string | undefined): Promise<Record<string, string>> {
+    try {
+      return await connector.begin(ctx, request);
+    } catch (err) {
+      if (err instanceof UpstreamUnavailableError) throw notResponding(connector, err, interactionUid);
+      throw err;
+    }
   }
 
   function offered(clientId: string): Connector[] {
@@ -148,7 +164,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
   async function beginLogin(ctx: Context, d: Awaited<ReturnType<typeof details>>, connector: Connector, stepUp: boolean): Promise<void> {
     const id = randomBytes(24).toString('base64url');
     const params = d.params as Record<string, unknown>;
-    const state = await connector.begin(ctx, {
+    const state = await beginAt(ctx, connector, {
       callbackUrl: new URL(`/upstream/${connector.id}/callback`, options.provider().issuer).href,
       transactionId: id,
       acrValues: typeof params.acr_values === 'string' ? params.acr_values.split(' ') : undefined,
@@ -157,7 +173,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
       // A step-up must authenticate again, at the higher level, not reuse the upstream session.
       prompt: stepUp ? 'login' : typeof params.prompt === 'string' ? params.prompt : undefined,
       loginHint: typeof params.login_hint === 'string' ? params.login_hint : undefined,
-    });
+    }, d.uid);
     if (stepUp) state[STEP_UP] = '1';
     const tx: LoginTransaction = { id, interactionUid: d.uid, connectorId: connector.id, createdAt: Math.floor(Date.now() / 1000), state };
     await store.oidc.upsert(TX_MODEL, id, { ...tx }, TX_TTL);
@@ -225,6 +241,10 @@ export function interactionRoutes(options: InteractionOptions): Router {
       if (err instanceof UpstreamAuthError) {
         await options.events?.loginFailed?.(ctx, connector.id, err.reason);
         throw new LoginFailedError(err.reason);
+      }
+      if (err instanceof UpstreamUnavailableError) {
+        await options.events?.loginFailed?.(ctx, connector.id, err.reason);
+        throw notResponding(connector, err, tx.interactionUid || undefined);
       }
       throw err;
     }
@@ -314,11 +334,11 @@ export function interactionRoutes(options: InteractionOptions): Router {
     const connector = byId.get(intent.connectorId);
     if (!connector) throw new NotFoundError();
     const id = randomBytes(24).toString('base64url');
-    const state = await connector.begin(ctx, {
+    const state = await beginAt(ctx, connector, {
       callbackUrl: new URL(`/upstream/${connector.id}/callback`, options.provider().issuer).href,
       transactionId: id,
       prompt: 'login',
-    });
+    }, undefined);
     const tx: LoginTransaction = { id, interactionUid: '', connectorId: connector.id, createdAt: Math.floor(Date.now() / 1000), state };
     await store.oidc.upsert(TX_MODEL, id, { ...tx, linkIntent: intentId }, TX_TTL);
   });

@@ -1,7 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { isStoreUnavailable } from '../store/errors.ts';
-import { BadRequestError, BrokerHttpError, LoginFailedError, UnavailableError } from './errors.ts';
+import { BadRequestError, BrokerHttpError, LoginFailedError, UnavailableError, UpstreamNotRespondingError } from './errors.ts';
 import { errorPage } from './html.ts';
 
 // The one place where errors from the broker's own routes become HTTP answers: an HTML page for
@@ -29,13 +29,15 @@ export function errorHandler(log: Logger) {
         err = new BrokerHttpError(500, 'Sorry, there is a problem with the service', 'Please try again later.');
       }
       if (err instanceof LoginFailedError) log.warn({ requestId, reason: err.reason }, 'login failed');
-      if (err.status === 503) ctx.set('Retry-After', '1');
+      if (err instanceof UpstreamNotRespondingError) log.warn({ requestId, reason: err.reason }, 'upstream not responding');
+      if (err.status === 503) ctx.set('Retry-After', String(err instanceof UpstreamNotRespondingError ? err.retryAfterSeconds : 1));
       ctx.status = err.status;
       if (wantsJson(ctx)) {
         ctx.body = { error: err.status === 503 ? 'temporarily_unavailable' : err.status >= 500 ? 'server_error' : 'invalid_request', error_description: err.publicMessage };
       } else {
         ctx.type = 'html';
-        ctx.body = errorPage(err.title, err.publicMessage, requestId);
+        const chooser = err instanceof UpstreamNotRespondingError && err.chooser ? { href: err.chooser, text: 'Choose another way to sign in' } : undefined;
+        ctx.body = errorPage(err.title, err.publicMessage, requestId, chooser);
       }
     }
   };

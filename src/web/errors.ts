@@ -45,6 +45,22 @@ export class LoginFailedError extends BrokerHttpError {
   }
 }
 
+/** An upstream identity provider is not working (down, or its circuit is open): the user can choose another. */
+export class UpstreamNotRespondingError extends BrokerHttpError {
+  /** For the log only. */
+  readonly reason: string;
+  readonly retryAfterSeconds: number;
+  /** This sign-in's login chooser, to pick another upstream (none outside an authorization). */
+  readonly chooser: string | undefined;
+  constructor(displayName: string, reason: string, retryAfterSeconds: number, chooser?: string) {
+    super(503, `${displayName} is not responding`, `${displayName} is not responding; try again in a few minutes or choose another way to sign in.`);
+    this.name = 'UpstreamNotRespondingError';
+    this.reason = reason;
+    this.retryAfterSeconds = retryAfterSeconds;
+    this.chooser = chooser;
+  }
+}
+
 export class UnavailableError extends BrokerHttpError {
   constructor() {
     super(503, 'Sorry, the service is unavailable', 'The service cannot reach its data store. Please try again in a few seconds.');

@@ -57,12 +57,13 @@ ${body}
 </html>`.value;
 }
 
-export function errorPage(title: string, message: string, reference?: string): string {
+export function errorPage(title: string, message: string, reference?: string, action?: { href: string; text: string }): string {
   return layout(
     title,
     h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
 <h1 class="nhsuk-heading-l">${title}</h1>
 <p class="nhsuk-body">${message}</p>
+${action ? h`<p class="nhsuk-body"><a class="nhsuk-button" href="${action.href}">${action.text}</a></p>` : ''}
 ${reference ? h`<p class="nhsuk-body-s">Reference: <code>${reference}</code></p>` : ''}
 </div></div>`,
     { status: 'error' },

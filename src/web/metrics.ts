@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Context, Next } from 'koa';
 import { createAuditMetrics, type AuditMetrics } from '../audit/index.ts';
 
@@ -15,6 +15,9 @@ export interface BrokerMetrics {
   exchanges: Counter<'decision'>;
   consentChanges: Counter<'type' | 'outcome'>;
   storeLatency: Histogram<'backend'>;
+  /** Per upstream: 0 closed, 1 half-open, 2 open (src/identity/circuit-breaker.ts). */
+  upstreamCircuit: Gauge<'upstream'>;
+  upstreamCircuitRejections: Counter<'upstream'>;
 }
 
 export function createMetrics(): BrokerMetrics {
@@ -27,6 +30,8 @@ export function createMetrics(): BrokerMetrics {
     tokens: new Counter({ name: 'broker_tokens_total', help: 'Token endpoint results by grant type', labelNames: ['grant_type', 'outcome'], registers: [registry] }),
     exchanges: new Counter({ name: 'broker_token_exchange_decisions_total', help: 'Token exchange policy decisions', labelNames: ['decision'], registers: [registry] }),
     consentChanges: new Counter({ name: 'broker_consent_changes_total', help: 'Consent lifecycle events', labelNames: ['type', 'outcome'], registers: [registry] }),
+    upstreamCircuit: new Gauge({ name: 'broker_upstream_circuit_state', help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open', labelNames: ['upstream'], registers: [registry] }),
+    upstreamCircuitRejections: new Counter({ name: 'broker_upstream_circuit_rejections_total', help: 'Logins failed fast without trying the upstream (circuit open)', labelNames: ['upstream'], registers: [registry] }),
     storeLatency: new Histogram({ name: 'broker_store_ping_seconds', help: 'Store round-trip time (health pings)', labelNames: ['backend'], buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.3], registers: [registry] }),
   };
 }

@@ -65,6 +65,17 @@ export interface Tamper {
   alg?: string;
 }
 
+/** Misbehaviour of one endpoint: a delay, then (if given) a status and body instead of the real answer. */
+export interface EndpointFault {
+  delayMs?: number;
+  status?: number;
+  /** E.g. an HTML error page, or JSON cut short. */
+  body?: string;
+  contentType?: string;
+}
+
+export type FaultyEndpoint = 'discovery' | 'token' | 'userinfo' | 'jwks';
+
 export interface TokenRequestRecord {
   grantType?: string;
   authMethod?: string;
@@ -162,6 +173,8 @@ export class FakeOp {
   tokenFailure: number | undefined;
   /** Used when the authorization request carries no login_hint. */
   defaultPersona: string | undefined;
+  /** Per-endpoint misbehaviour, kept until the test clears it. */
+  faults: Partial<Record<FaultyEndpoint, EndpointFault>> = {};
 
   #keys: SigningKey[] = [];
   #provider!: Provider;
@@ -325,6 +338,16 @@ export class FakeOp {
     provider.use(async (ctx: KoaContextWithOIDC, next) => {
       if (ctx.method === 'GET' && ctx.path === d.routes.authorization) op.received.authorize.push(new URLSearchParams(ctx.querystring));
       if (ctx.path === d.routes.jwks) op.received.jwks += 1;
+      const endpoint: FaultyEndpoint | undefined =
+        ctx.path === '/.well-known/openid-configuration' ? 'discovery' : ctx.path === d.routes.token ? 'token' : ctx.path === d.routes.userinfo ? 'userinfo' : ctx.path === d.routes.jwks ? 'jwks' : undefined;
+      const fault = endpoint ? op.faults[endpoint] : undefined;
+      if (fault?.delayMs) await sleep(fault.delayMs);
+      if (fault && (fault.status !== undefined || fault.body !== undefined)) {
+        ctx.status = fault.status ?? 200;
+        ctx.type = fault.contentType ?? 'text/html';
+        ctx.body = fault.body ?? '';
+        return;
+      }
       if (ctx.path === d.routes.token) {
         if (op.tokenDelayMs) await sleep(op.tokenDelayMs);
         if (op.tokenFailure) {

@@ -1,8 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { Context } from 'koa';
 import { createOidcConnector, OidcConfigError } from '../../../providers/oidc/index.ts';
-import { UpstreamAuthError, type UpstreamIdentity } from '../../../src/identity/upstream.ts';
-import { BrokerHttpError } from '../../../src/web/errors.ts';
+import { UpstreamAuthError, UpstreamUnavailableError, type UpstreamIdentity } from '../../../src/identity/upstream.ts';
 import { CIS2_CLIENT_ID, CIS2_ISSUER_PATH, startFakeCis2, type FakeCis2 } from '../../peers/fake-cis2.ts';
 import { Browser, driveConnector, mappedFetch, startHarness, type Harness } from './harness.ts';
 
@@ -207,11 +206,10 @@ describe('OIDC connector', () => {
         c = await createOidcConnector(h.nhsConfig({ id: 'nhs-login-b' }), h.deps);
         const ctx = { redirect() {}, status: 200 } as unknown as Context;
         const err = await c.begin(ctx, { callbackUrl: `${h.base}/upstream/nhs-login-b/callback`, transactionId: 'x'.repeat(32) }).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(BrokerHttpError);
-        expect((err as BrokerHttpError).status).toBe(503);
+        expect(err).toBeInstanceOf(UpstreamUnavailableError);
         // Within the retry window it fails fast, without another attempt.
         const t0 = Date.now();
-        await expect(c.begin(ctx, { callbackUrl: `${h.base}/upstream/nhs-login-b/callback`, transactionId: 'y'.repeat(32) })).rejects.toBeInstanceOf(BrokerHttpError);
+        await expect(c.begin(ctx, { callbackUrl: `${h.base}/upstream/nhs-login-b/callback`, transactionId: 'y'.repeat(32) })).rejects.toBeInstanceOf(UpstreamUnavailableError);
         expect(Date.now() - t0).toBeLessThan(50);
       } finally {
         await h.nhs.restart();

@@ -8,6 +8,7 @@ import * as oc from 'openid-client';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { ClientMetadata } from 'oidc-provider';
 import { parseConfig } from '../../../src/config/load.ts';
+import type { ConfigInput } from '../../../src/config/schema.ts';
 import { oidcUpstreamSchema, type OidcUpstreamConfig, type OidcUpstreamInput } from '../../../src/config/upstream-oidc.ts';
 import type { Broker } from '../../../src/server.ts';
 import { openStore } from '../../../src/store/open.ts';
@@ -174,6 +175,8 @@ export interface HarnessOptions {
   nhs?: Partial<OidcUpstreamInput>;
   /** Extra connectors built from the running fakes (more upstream ids on the same fakes). */
   extra?: (h: Pick<Harness, 'cis2' | 'nhs' | 'cis2Config' | 'nhsConfig' | 'deps'>) => Promise<Connector[]>;
+  /** Changes to the broker's configuration before it starts (e.g. upstream entries with circuit breaker settings). */
+  configure?: (input: ConfigInput, h: Pick<Harness, 'cis2Config' | 'nhsConfig'>) => void;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -265,6 +268,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     const input = testConfig(port, storeUrl, svcKey);
     const app = (client_id: string, minimumAssurance: { aal?: number; proofing?: 'P0' | 'P5' | 'P9' }) => ({ client_id, client_secret: APP_SECRET, token_endpoint_auth_method: 'client_secret_basic' as const, grant_types: ['authorization_code' as const], redirect_uris: [REDIRECT], firstParty: true, scope: 'openid profile', minimumAssurance });
     input.clients = [...(input.clients ?? []), app(STAFF_APP, { aal: 3 }), app(PATIENT_APP, { proofing: 'P9' })];
+    options.configure?.(input, { cis2Config, nhsConfig });
     const config = parseConfig(input, {});
     const sink = { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) };
     broker = await createBroker(config, { log: pino({ level: 'info' }, sink), env: {}, store, connectors: connectorList });

@@ -12,6 +12,14 @@ import { Browser, PATIENT_APP, STAFF_APP, startHarness, type Harness, type Login
 
 const GENERIC = 'We could not verify your sign-in';
 
+/** The upstream itself failed: the "not responding" page (503, Retry-After), not a refused login. */
+function notResponding(outcome: LoginOutcome): void {
+  expect(outcome.kind).toBe('page');
+  if (outcome.kind !== 'page') return;
+  expect(outcome.status).toBe(503);
+  expect(outcome.html).toContain('is not responding; try again in a few minutes or choose another way to sign in');
+}
+
 function refused(outcome: LoginOutcome): void {
   expect(outcome.kind).toBe('page');
   if (outcome.kind !== 'page') return;
@@ -210,27 +218,27 @@ describe('upstream OIDC logins through the broker', () => {
   });
 
   describe('an upstream that is down or slow: bounded time, an error page, never a hang', () => {
-    it('token endpoint slower than the timeout -> 401 within the bound', async () => {
+    it('token endpoint slower than the timeout -> 503 within the bound', async () => {
       h.cis2.tokenDelayMs = 10_000;
       try {
         const outcome = await h.attempt('cis2', 'gp');
-        refused(outcome);
+        notResponding(outcome);
         expect(outcome.kind === 'page' && outcome.elapsedMs).toBeLessThan(4000);
       } finally {
         h.cis2.tokenDelayMs = 0;
       }
     });
 
-    it('token endpoint answering 503 -> 401', async () => {
+    it('token endpoint answering 503 -> 503 page', async () => {
       h.cis2.tokenFailure = 503;
       try {
-        refused(await h.attempt('cis2', 'gp'));
+        notResponding(await h.attempt('cis2', 'gp'));
       } finally {
         h.cis2.tokenFailure = undefined;
       }
     });
 
-    it('upstream gone between the redirect and the callback -> 401 at once', async () => {
+    it('upstream gone between the redirect and the callback -> 503 at once', async () => {
       const outcome = await h.attempt('cis2', 'gp', {
         onCallback: async (u) => {
           await h.cis2.stop();
@@ -238,7 +246,7 @@ describe('upstream OIDC logins through the broker', () => {
         },
       });
       await h.cis2.restart();
-      refused(outcome);
+      notResponding(outcome);
       expect(outcome.kind === 'page' && outcome.elapsedMs).toBeLessThan(2000);
       // Back up: logins work again.
       await h.fullLogin('cis2', 'gp');
