@@ -1,5 +1,6 @@
 import type { Account, AccountStore, Link } from '../contracts.ts';
 import type { RedisClient } from './client.ts';
+import type { AcknowledgedWrites } from './acknowledged.ts';
 import type { Guard } from './guard.ts';
 import type { Keyspace } from './keyspace.ts';
 import { lua, runScript } from './scripts.ts';
@@ -56,7 +57,11 @@ function toLink(values: (string | null)[]): Link | undefined {
   return { provider, subject, accountId, evidence, createdAt: Number(createdAt) };
 }
 
-export function createRedisAccountStore(client: RedisClient, guard: Guard, keys: Keyspace): AccountStore {
+// Links and identifiers are claimed once ("exactly one gets created") and removing a link is a security
+// decision: those writes wait for the replicas (acknowledged.ts), so a failover cannot hand the same claim
+// out twice or bring a removed link back.
+export function createRedisAccountStore(client: RedisClient, guard: Guard, keys: Keyspace, acked: AcknowledgedWrites): AccountStore {
+  const writer = acked.client;
   function readLink(member: string): Promise<Link | undefined> {
     return guard(async () => toLink(await client.hmget(keys.link(member), ...LINK_FIELDS)));
   }
@@ -83,10 +88,12 @@ export function createRedisAccountStore(client: RedisClient, guard: Guard, keys:
 
     createLink(link) {
       const member = keys.linkMember(link.provider, link.subject);
-      return guard(async () => {
-        await client.sadd(keys.accountLinks(link.accountId), member);
-        const reply = await runScript(client, CREATE_LINK, [keys.link(member)], [link.provider, link.subject, link.accountId, link.evidence, link.createdAt]);
-        return toCreateResult(reply);
+      return acked.guard(async () => {
+        const since = acked.mark();
+        await writer.sadd(keys.accountLinks(link.accountId), member);
+        const result = toCreateResult(await runScript(writer, CREATE_LINK, [keys.link(member)], [link.provider, link.subject, link.accountId, link.evidence, link.createdAt]));
+        if (result.created) await acked.ack(since);
+        return result;
       });
     },
 
@@ -104,15 +111,24 @@ export function createRedisAccountStore(client: RedisClient, guard: Guard, keys:
 
     deleteLink(provider, subject, accountId) {
       const member = keys.linkMember(provider, subject);
-      return guard(async () => {
-        const deleted = (await runScript(client, DELETE_LINK, [keys.link(member)], [accountId])) === 1;
-        if (deleted) await client.srem(keys.accountLinks(accountId), member);
+      return acked.guard(async () => {
+        const since = acked.mark();
+        const deleted = (await runScript(writer, DELETE_LINK, [keys.link(member)], [accountId])) === 1;
+        if (deleted) {
+          await writer.srem(keys.accountLinks(accountId), member);
+          await acked.ack(since);
+        }
         return deleted;
       });
     },
 
     setIdentifier(kind, hashedValue, accountId) {
-      return guard(async () => toCreateResult(await runScript(client, SET_IDENTIFIER, [keys.identifier(kind, hashedValue)], [accountId])));
+      return acked.guard(async () => {
+        const since = acked.mark();
+        const result = toCreateResult(await runScript(writer, SET_IDENTIFIER, [keys.identifier(kind, hashedValue)], [accountId]));
+        if (result.created) await acked.ack(since);
+        return result;
+      });
     },
 
     async findByIdentifier(kind, hashedValue) {

@@ -36,6 +36,10 @@ export function createRedisClient(target: RedisTarget, options: RedisClientOptio
     // A command cut off by a dropped connection may or may not have run. Replaying it could turn a
     // won `consume` into a reported loss, so it fails (StoreUnavailableError) and the caller decides.
     autoResendUnfulfilledCommands: false,
+    // A demoted primary answers writes with READONLY while the connection to it lives (a failover that did
+    // not close it, or a managed endpoint that moved): reconnect, which with Sentinel asks for the new
+    // primary. The failed command is not resent (same reason as above).
+    reconnectOnError: (err: Error) => (err.message.includes('READONLY') ? 1 : false),
     username: target.username,
     password: target.password,
   };
@@ -61,6 +65,9 @@ export function createRedisClient(target: RedisTarget, options: RedisClientOptio
         tls: options.tls,
         enableTLSForSentinelMode: options.tls !== undefined,
         sentinelRetryStrategy: reconnectDelay,
+        // Told of a completed failover (+switch-master), reconnect at once instead of waiting for the old
+        // primary's connection to fail: a paused or partitioned primary may keep it open for a long time.
+        failoverDetector: true,
         enableOfflineQueue: false,
         retryStrategy: reconnectDelay,
       });
@@ -72,4 +79,14 @@ export function createRedisClient(target: RedisTarget, options: RedisClientOptio
         redisOptions: { ...failFast, tls: options.tls },
       });
   }
+}
+
+/** Closes a client: QUIT lets in-flight replies arrive, but if Redis is away it cannot answer, so not waited for long. */
+export async function shutdown(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+  client.disconnect();
 }

@@ -1,4 +1,5 @@
 import type { ConsentStore, StoredConsent } from '../contracts.ts';
+import type { AcknowledgedWrites } from './acknowledged.ts';
 import type { RedisClient } from './client.ts';
 import type { Guard } from './guard.ts';
 import type { Keyspace } from './keyspace.ts';
@@ -139,12 +140,11 @@ async function settle(ops: Promise<unknown>[]): Promise<void> {
 }
 
 /**
- * Run after a consent write succeeded on the primary (storeOptions.waitReplicas): throws
- * StoreUnavailableError when too few replicas acknowledged it. The write itself is not undone.
+ * Creates and updates go through `acked` (acknowledged.ts): with storeOptions.waitReplicas a change is
+ * reported only once the replicas hold it. Reads use the shared connection.
  */
-export type ConsentWriteAck = () => Promise<void>;
-
-export function createRedisConsentStore(client: RedisClient, guard: Guard, keys: Keyspace, ack?: ConsentWriteAck): ConsentStore {
+export function createRedisConsentStore(client: RedisClient, guard: Guard, keys: Keyspace, acked: AcknowledgedWrites): ConsentStore {
+  const { client: writer, guard: writeGuard } = acked;
   function accountKey(kind: 'grantor' | 'grantee', accountId: string): string {
     return kind === 'grantor' ? keys.consentsByGrantor(accountId) : keys.consentsByGrantee(accountId);
   }
@@ -169,27 +169,28 @@ export function createRedisConsentStore(client: RedisClient, guard: Guard, keys:
     return { adds, drops };
   }
 
-  function dropUpTo(key: string, member: string, version: number): Promise<unknown> {
-    return runScript(client, DROP_UPTO, [key], [member, version]);
+  function dropUpTo(on: RedisClient, key: string, member: string, version: number): Promise<unknown> {
+    return runScript(on, DROP_UPTO, [key], [member, version]);
   }
 
   /** Writes `next` if the current version is `before.version` (or, without `before`, if there is none). */
   async function write(next: StoredConsent, before: { version: number; fields: IndexFields } | undefined): Promise<boolean> {
     const pointer = keys.consent(next.id);
     const slot = keySlot(pointer);
-    const inScript = (op: IndexOp): boolean => !client.isCluster || keySlot(op.key) === slot;
+    const inScript = (op: IndexOp): boolean => !writer.isCluster || keySlot(op.key) === slot;
     const { adds, drops } = plan(next, before);
     const early = adds.filter((op) => !inScript(op));
     const late = drops.filter((op) => !inScript(op));
     const inline = [...drops, ...adds].filter(inScript);
+    const since = acked.mark();
 
     if (early.length > 0) {
       // Spare the indexes a stray entry when the answer is already known.
-      if (before === undefined && (await client.exists(pointer)) === 1) return false;
-      await Promise.all(early.map((op) => (op.op === 'raise' ? client.zadd(op.key, 'GT', op.score, op.member) : client.zadd(op.key, 'LT', op.score, op.member))));
+      if (before === undefined && (await writer.exists(pointer)) === 1) return false;
+      await Promise.all(early.map((op) => (op.op === 'raise' ? writer.zadd(op.key, 'GT', op.score, op.member) : writer.zadd(op.key, 'LT', op.score, op.member))));
     }
     const reply = await runScript(
-      client,
+      writer,
       WRITE,
       [pointer, keys.consentVersions(next.id), ...inline.map((op) => op.key)],
       [before?.version ?? 0, next.version, JSON.stringify(next), JSON.stringify(indexFields(next)), ...inline.flatMap((op) => [op.op, op.member, op.score])],
@@ -198,11 +199,11 @@ export function createRedisConsentStore(client: RedisClient, guard: Guard, keys:
     // The write is committed on the primary. If replicas do not acknowledge it in time, the caller is told
     // it failed (StoreUnavailableError, so a 503), although the write may still be present: on this primary
     // and, later, on the replicas. A lost CAS (false above) needs no WAIT: nothing was written.
-    if (ack) await ack();
+    await acked.ack(since);
     await settle([
-      ...late.map((op) => (op.op === 'drop' ? client.zrem(op.key, op.member) : dropUpTo(op.key, op.member, op.score))),
+      ...late.map((op) => (op.op === 'drop' ? writer.zrem(op.key, op.member) : dropUpTo(writer, op.key, op.member, op.score))),
       // A losing writer's ZADD LT may have pulled the ending score below this version's endsAt.
-      ...early.filter((op) => op.op === 'add').map((op) => client.zadd(op.key, 'XX', 'GT', op.score, op.member)),
+      ...early.filter((op) => op.op === 'add').map((op) => writer.zadd(op.key, 'XX', 'GT', op.score, op.member)),
     ]);
     return true;
   }
@@ -224,7 +225,7 @@ export function createRedisConsentStore(client: RedisClient, guard: Guard, keys:
         // No record yet: a create in progress (or one that died before its CAS). Not listed, not removed.
         if (record === undefined) return;
         if (record[kind] === accountId) found.push(record);
-        else strays.push(dropUpTo(key, id, record.version));
+        else strays.push(dropUpTo(client, key, id, record.version));
       });
       await settle(strays);
       return found.sort(byUpdated);
@@ -281,16 +282,16 @@ export function createRedisConsentStore(client: RedisClient, guard: Guard, keys:
     async create(consent) {
       checkCreate(consent);
       const next = normalize(consent);
-      return guard(() => write(next, undefined));
+      return writeGuard(() => write(next, undefined));
     },
 
     async update(consent, expectedVersion) {
       checkUpdate(consent, expectedVersion);
       const next = normalize(consent);
-      return guard(async () => {
+      return writeGuard(async () => {
         // The fields the indexes hold for `expectedVersion`; if the CAS then succeeds they are still these,
         // as a version never changes once written.
-        const [version, fields] = await client.hmget(keys.consent(next.id), 'v', 'i');
+        const [version, fields] = await writer.hmget(keys.consent(next.id), 'v', 'i');
         if (version !== String(expectedVersion) || fields === null) return false;
         return write(next, { version: expectedVersion, fields: JSON.parse(fields) as IndexFields });
       });

@@ -1,9 +1,8 @@
 import type { Store } from '../contracts.ts';
 import { createRedisAccountStore } from './accounts.ts';
-import { createRedisConsentStore, type ConsentWriteAck } from './consents.ts';
-import { StoreUnavailableError } from '../errors.ts';
-import type { Redis } from 'ioredis';
-import { createRedisClient, type RedisClient, type RedisClientOptions } from './client.ts';
+import { createRedisConsentStore } from './consents.ts';
+import { acknowledgedWrites, unacknowledged, type AcknowledgedWrites } from './acknowledged.ts';
+import { createRedisClient, shutdown, type RedisClient, type RedisClientOptions } from './client.ts';
 import { createGuard, createWhenReady } from './guard.ts';
 import { createKeyspace } from './keyspace.ts';
 import { createRedisKeyStore } from './keys.ts';
@@ -23,8 +22,10 @@ export interface RedisStoreOptions extends RedisClientOptions {
   /** Told about connection errors (they also surface as StoreUnavailableError on calls). Default: ignored. */
   onError?: (err: Error) => void;
   /**
-   * After each consent create/update, `WAIT waitReplicas waitTimeoutMs`: fewer acknowledgements and the
-   * write fails with StoreUnavailableError. 0 (the default) skips WAIT. Standalone and Sentinel only.
+   * After each write whose loss on a failover would let something be accepted twice or come back
+   * (consumed codes and refresh tokens, replay markers, revocations, account links, signing keys, consent
+   * changes), `WAIT waitReplicas waitTimeoutMs`: fewer acknowledgements and the write fails with
+   * StoreUnavailableError (so 503). 0 (the default) skips WAIT. Standalone and Sentinel only.
    */
   waitReplicas?: number;
   /** How long WAIT may block. Default 1000 ms. */
@@ -43,22 +44,13 @@ export interface RedisStore extends Store {
   readonly prefix: string;
 }
 
-async function shutdown(client: RedisClient, timeoutMs: number): Promise<void> {
-  // QUIT lets in-flight replies arrive; if Redis is away it cannot answer, so do not wait on it.
-  if (client.status === 'ready') {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
-  }
-  client.disconnect();
-}
-
 /** Opens the shared store. Connects in the background; calls fail with StoreUnavailableError until it can reach Redis. */
 export function openRedisStore(url: string, options: RedisStoreOptions = {}): RedisStore {
   const prefix = options.prefix ?? 'broker:';
   const keys = createKeyspace(prefix);
   const timeoutMs = options.commandTimeoutMs ?? 1000;
-  const client = createRedisClient(parseRedisUrl(url), options);
+  const target = parseRedisUrl(url);
+  const client = createRedisClient(target, options);
   // Without a listener ioredis prints every reconnect failure; callers learn of outages through errors.
   client.on('error', options.onError ?? (() => {}));
   const whenReady = createWhenReady(client);
@@ -72,45 +64,24 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
 
   const waitReplicas = options.waitReplicas ?? 0;
   const waitTimeoutMs = options.waitTimeoutMs ?? 1000;
-  let consentClient = client;
-  let consentGuard = guard;
-  let ack: ConsentWriteAck | undefined;
+  let acked: AcknowledgedWrites = unacknowledged(client, guard);
   if (waitReplicas > 0) {
     if (client.isCluster) throw new Error('storeOptions.waitReplicas is not supported with redis+cluster (WAIT must reach the node that took the write)');
     if (!Number.isSafeInteger(waitReplicas) || !Number.isSafeInteger(waitTimeoutMs) || waitTimeoutMs < 1) throw new RangeError('waitReplicas and waitTimeoutMs must be positive integers');
-    // WAIT blocks its connection, so consent writes get their own: other traffic is not held up behind a
-    // slow replica. WAIT counts the writes of its connection, which are exactly the consent writes. The
-    // command timeout leaves room for the WAIT itself (a timed-out WAIT would also fail, but would leave
-    // the connection blocked behind it).
-    const writer = (client as Redis).duplicate({ commandTimeout: timeoutMs + waitTimeoutMs });
-    writer.on('error', options.onError ?? (() => {}));
-    consentClient = writer;
-    const writerReady = createWhenReady(writer);
-    const writerGuard = createGuard(writer, writerReady, timeoutMs);
-    // Wait (bounded) for the writer's own connection too: it may lag the shared one after a reconnect.
-    consentGuard = (op) => writerGuard(async () => {
-      await writerReady(timeoutMs);
-      return op();
-    });
-    ack = async () => {
-      const acked = await writer.wait(waitReplicas, waitTimeoutMs);
-      if (acked < waitReplicas) {
-        // The write is on the primary and may still reach replicas, or be lost on failover: it is
-        // reported as failed, and the caller must treat its outcome as unknown (a retry re-reads it).
-        throw new StoreUnavailableError(`consent write acknowledged by ${acked} of ${waitReplicas} replica(s) within ${waitTimeoutMs} ms; it may still be present on the primary`);
-      }
-    };
+    acked = acknowledgedWrites(client, { waitReplicas, waitTimeoutMs, commandTimeoutMs: timeoutMs, onError: options.onError });
+  } else if (target.mode === 'sentinel') {
+    warn('redis+sentinel without storeOptions.waitReplicas: a failover can lose the last consumed codes and replay markers (asynchronous replication), letting them be used again; set waitReplicas (see deploy/redis/README.md)');
   }
 
   return {
     kind: 'redis',
     redis: client,
     prefix,
-    oidc: createRedisOidcStore(client, guard, keys),
-    accounts: createRedisAccountStore(client, guard, keys),
-    consents: createRedisConsentStore(consentClient, consentGuard, keys, ack),
-    keys: createRedisKeyStore(client, guard, keys),
-    replay: createRedisReplayCache(client, guard, keys),
+    oidc: createRedisOidcStore(client, guard, keys, acked),
+    accounts: createRedisAccountStore(client, guard, keys, acked),
+    consents: createRedisConsentStore(client, guard, keys, acked),
+    keys: createRedisKeyStore(client, guard, keys, acked),
+    replay: createRedisReplayCache(client, guard, keys, acked),
     rateLimits: createRedisRateLimitStore(client, guard, keys),
     async ping() {
       await guard(async () => {
@@ -120,7 +91,7 @@ export function openRedisStore(url: string, options: RedisStoreOptions = {}): Re
       });
     },
     close: async () => {
-      await Promise.all([shutdown(client, timeoutMs), consentClient !== client ? shutdown(consentClient, timeoutMs) : undefined]);
+      await Promise.all([shutdown(client, timeoutMs), acked.close(timeoutMs)]);
     },
   };
 }

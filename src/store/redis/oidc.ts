@@ -1,5 +1,6 @@
 import type { OidcModelStore, OidcPayload } from '../contracts.ts';
 import type { RedisClient } from './client.ts';
+import type { AcknowledgedWrites } from './acknowledged.ts';
 import type { Guard } from './guard.ts';
 import type { Keyspace } from './keyspace.ts';
 import { lua, runScript } from './scripts.ts';
@@ -59,7 +60,13 @@ function toPayload(reply: unknown): OidcPayload | undefined {
   return payload;
 }
 
-export function createRedisOidcStore(client: RedisClient, guard: Guard, keys: Keyspace): OidcModelStore {
+/**
+ * consume, destroy and revokeByGrantId go through `acked` (acknowledged.ts): a consumed code or refresh
+ * token, or a revocation, lost on failover would let it be used again. A lost upsert fails safe (the
+ * record is simply unknown), so upserts do not wait for replicas.
+ */
+export function createRedisOidcStore(client: RedisClient, guard: Guard, keys: Keyspace, acked: AcknowledgedWrites): OidcModelStore {
+  const writer = acked.client;
   function find(model: string, id: string): Promise<OidcPayload | undefined> {
     return guard(async () => toPayload(await client.hmget(keys.oidc(model, id), 'p', 'c')));
   }
@@ -97,22 +104,34 @@ export function createRedisOidcStore(client: RedisClient, guard: Guard, keys: Ke
     findByUserCode: (model, userCode) => findVia(keys.oidcUserCode(model, userCode), model, 'userCode', userCode),
 
     consume(model, id) {
-      return guard(async () => (await runScript(client, CONSUME, [keys.oidc(model, id)], [Math.floor(Date.now() / 1000)])) === 1);
+      return acked.guard(async () => {
+        const since = acked.mark();
+        const won = (await runScript(writer, CONSUME, [keys.oidc(model, id)], [Math.floor(Date.now() / 1000)])) === 1;
+        // A lost race wrote nothing: nothing to acknowledge.
+        if (won) await acked.ack(since);
+        return won;
+      });
     },
 
     async destroy(model, id) {
-      await guard(() => client.del(keys.oidc(model, id)));
+      await acked.guard(async () => {
+        const since = acked.mark();
+        await writer.del(keys.oidc(model, id));
+        await acked.ack(since);
+      });
     },
 
     async revokeByGrantId(model, grantId) {
       const indexKey = keys.oidcGrant(model, grantId);
-      await guard(async () => {
-        const ids = await client.smembers(indexKey);
+      await acked.guard(async () => {
+        const since = acked.mark();
+        const ids = await writer.smembers(indexKey);
         if (ids.length === 0) return;
         // One command per record: in a cluster each record sits in its own slot.
-        await Promise.all(ids.map((id) => runScript(client, REVOKE_IF_GRANT, [keys.oidc(model, id)], [grantId])));
+        await Promise.all(ids.map((id) => runScript(writer, REVOKE_IF_GRANT, [keys.oidc(model, id)], [grantId])));
         // SREM only what was seen, so a record indexed meanwhile stays revocable.
-        await client.srem(indexKey, ...ids);
+        await writer.srem(indexKey, ...ids);
+        await acked.ack(since);
       });
     },
   };
