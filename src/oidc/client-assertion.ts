@@ -21,7 +21,11 @@ export function assertionTypeAllowed(typ: unknown): boolean {
 }
 
 export async function checkClientAssertion(ctx: KoaContextWithOIDC, claims: Record<string, unknown>, header: Record<string, unknown>): Promise<void> {
-  if (ctx.oidc.isFapi('2.0') && claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
+  // oidc-provider also accepts the token endpoint URL, the current endpoint's URL or an array holding
+  // the issuer. A single audience value, the issuer, is what FAPI 2 and RFC 7523bis require: an
+  // assertion a client made for some other endpoint or server (or that a malicious server obtained
+  // for itself with an array) cannot then be replayed here.
+  if (claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
   // oidc-provider checks iat only when exp is absent; an assertion "issued" in the future is refused.
   if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + IAT_LEEWAY) throw new errors.InvalidClientAuth('client assertion iat is in the future');
   if (!assertionTypeAllowed(header.typ)) throw new errors.InvalidClientAuth('client assertion typ names another kind of JWT');

@@ -74,12 +74,15 @@ describe('1D private_key_jwt client assertions', () => {
     }
   });
 
-  it('OA-31 (documented): aud = the token endpoint URL is accepted by oidc-provider outside FAPI 2 profiles', async () => {
-    // oidc-provider accepts issuer, token endpoint URL or the current endpoint URL as audience; only
-    // its FAPI 2.0 profile narrows this to the issuer. The broker is not FAPI-only, so this pins the
-    // current behaviour; if the broker moves to issuer-only audiences, flip this expectation.
-    await accepted(await grant(await assertion(tb, svcKey, { claims: { aud: `${tb.base}/token` } })));
-    await accepted(await grant(await assertion(tb, svcKey, { claims: { aud: ['https://other-as.example', tb.base] } })));
+  it('OA-31: aud = the token endpoint URL, or an array holding the issuer, is refused (issuer only, as FAPI 2 and RFC 7523bis)', async () => {
+    // oidc-provider alone accepts these outside its FAPI 2.0 profile; the broker narrows it for every client.
+    for (const aud of [`${tb.base}/token`, ['https://other-as.example', tb.base], [tb.base], [`${tb.base}/request`]]) {
+      await refusedClient(async () => grant(await assertion(tb, svcKey, { claims: { aud } })));
+    }
+  });
+
+  it('[P] OA-31: aud = the issuer is accepted', async () => {
+    await accepted(await grant(await assertion(tb, svcKey, { claims: { aud: tb.base } })));
   });
 
   it('OA-32: nbf more than 60 s in the future', async () => {
