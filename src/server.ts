@@ -214,6 +214,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     onChange: ({ upstream, from, to, reason }) => {
       metrics.upstreamCircuit.set({ upstream }, CIRCUIT_GAUGE[to]);
       log[to === 'closed' ? 'info' : 'warn']({ upstream, from, to, reason }, `upstream circuit ${to}`);
+      // In the ledger too: "nobody could sign in with CIS2 from 10:02 to 10:07" is an audit question.
+      audit({ type: 'upstream.circuit.changed', outcome: to === 'closed' ? 'success' : 'failure', details: { provider: upstream, from, to, reason } });
     },
     onRejected: (upstream) => metrics.upstreamCircuitRejections.inc({ upstream }),
   };

@@ -5,6 +5,7 @@ import { isJsonObject, jsonObjectSchema, type JsonObject } from './json.ts';
 export const AUDIT_EVENT_TYPES = [
   'upstream.login.success',
   'upstream.login.failure',
+  'upstream.circuit.changed',
   'account.created',
   'account.linked',
   'account.unlinked',

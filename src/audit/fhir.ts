@@ -78,6 +78,7 @@ const rest = (code: string, display: string): Coding => ({ system: RESTFUL_INTER
 const MAPPINGS: Record<AuditEventType, Mapping> = {
   'upstream.login.success': { type: USER_AUTH, subtype: LOGIN, action: 'E' },
   'upstream.login.failure': { type: USER_AUTH, subtype: LOGIN, action: 'E' },
+  'upstream.circuit.changed': { type: APP_ACTIVITY, action: 'E' },
   'account.created': { type: SECURITY_ATTRS, action: 'C' },
   'account.linked': { type: SECURITY_ATTRS, action: 'U' },
   'account.unlinked': { type: SECURITY_ATTRS, action: 'D' },

@@ -267,8 +267,10 @@ describe('per-upstream circuit breaker', () => {
       expect(await demoLogin()).toBeTruthy();
       expect(await circuit('nhs-login')).toBe(0);
       expect(await circuit('demo')).toBe(0);
-      // Logged once per change, however many logins were refused.
+      // Logged once per change, however many logins were refused, and in the audit ledger.
       expect(circuitLogs('cis2', since)).toEqual(['open']);
+      const audited = await h.broker.ledger.query({ type: 'upstream.circuit.changed', order: 'desc', limit: 1 });
+      expect(audited[0]).toMatchObject({ outcome: 'failure', details: { provider: 'cis2', from: 'closed', to: 'open' } });
     });
 
     it('half-open after the cool-down: one trial goes through, the others still fail fast; a good login closes it', async () => {
