@@ -134,3 +134,7 @@ export function withCircuitBreaker(inner: Connector, settings: CircuitBreakerCon
     },
   };
 }
+
+export function isGuarded(c: Connector): c is GuardedConnector {
+  return 'circuitState' in c && typeof c.circuitState === 'function';
+}

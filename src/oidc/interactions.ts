@@ -16,6 +16,7 @@ import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
 import { rememberGrant } from './account-grants.ts';
 import { findLinkIntent, LINK_DONE_PATH, parkLinkedLogin } from '../identity/link-intents.ts';
+import { isGuarded } from '../identity/circuit-breaker.ts';
 
 // The broker's interaction pages: the login chooser, the hand-off to an upstream connector and back,
 // and consent for third-party clients. Every POST carries a CSRF token bound to the interaction, and
@@ -142,7 +143,7 @@ export function interactionRoutes(options: InteractionOptions): Router {
     if (d.prompt.name === 'login') {
       const last = ctx.cookies.get(LAST_UPSTREAM_COOKIE);
       ctx.type = 'html';
-      ctx.body = chooserPage({ uid: d.uid, csrf: csrfFor(d.uid), clientName: client?.clientName ?? clientId, connectors: offered(clientId), last });
+      ctx.body = chooserPage({ uid: d.uid, csrf: csrfFor(d.uid), clientName: client?.clientName ?? clientId, connectors: offered(clientId).map((c) => ({ id: c.id, displayName: c.displayName, notResponding: isGuarded(c) && c.circuitState() !== 'closed' })), last });
       return;
     }
     if (d.prompt.name === 'consent') {

@@ -120,7 +120,7 @@ describe('per-upstream circuit breaker', () => {
   }
 
   /** The broker's login chooser for a new authorization, in this browser. */
-  async function chooser(browser: Browser): Promise<{ uid: string; csrf: string }> {
+  async function chooser(browser: Browser): Promise<{ uid: string; csrf: string; html: string }> {
     const c = await h.clientLogin({ login_hint: 'gp' });
     let url = c.authorizationUrl;
     let res = await browser.get(url);
@@ -129,7 +129,7 @@ describe('per-upstream circuit breaker', () => {
       res = await browser.get(url);
     }
     const html = await res.text();
-    return { uid: new URL(url).pathname.split('/').pop()!, csrf: hidden(html, 'csrf') };
+    return { uid: new URL(url).pathname.split('/').pop()!, csrf: hidden(html, 'csrf'), html };
   }
 
   /** Chooses an upstream on the chooser; the broker's answer and how long it took. */
@@ -236,6 +236,10 @@ describe('per-upstream circuit breaker', () => {
 
       const browser = new Browser();
       const ch = await chooser(browser);
+      // The chooser flags the upstream and preselects another.
+      expect(ch.html).toContain('data-testid="not-responding-cis2"');
+      expect(ch.html).not.toMatch(/value="cis2" checked/);
+      expect(ch.html).not.toContain('data-testid="not-responding-nhs-login"');
       const authorizeBefore = h.cis2.received.authorize.length;
       const tokenBefore = h.cis2.received.token.length;
       const times: number[] = [];

@@ -1,7 +1,10 @@
 import { h, layout } from '../html.ts';
 
-export function chooserPage(v: { uid: string; csrf: string; clientName: string; connectors: Array<{ id: string; displayName: string }>; last?: string }): string {
-  const preferred = v.connectors.some((c) => c.id === v.last) ? v.last : v.connectors[0]?.id;
+export function chooserPage(v: { uid: string; csrf: string; clientName: string; connectors: Array<{ id: string; displayName: string; notResponding?: boolean }>; last?: string }): string {
+  // An upstream whose circuit is open stays choosable (it may be back by the time the user clicks) but is
+  // flagged, and never preselected, so nobody is sent into a wait they could have avoided.
+  const working = v.connectors.filter((c) => !c.notResponding);
+  const preferred = working.some((c) => c.id === v.last) ? v.last : working[0]?.id;
   return layout(
     'Choose how to sign in',
     h`<div class="nhsuk-grid-row"><div class="nhsuk-grid-column-two-thirds">
@@ -11,7 +14,7 @@ export function chooserPage(v: { uid: string; csrf: string; clientName: string; 
 <legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--l"><h1 class="nhsuk-fieldset__heading">Choose how to sign in</h1></legend>
 <div class="nhsuk-hint" id="chooser-hint">${v.clientName} wants you to sign in.</div>
 <div class="nhsuk-radios">
-${v.connectors.map((c) => h`<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="upstream-${c.id}" name="upstream" type="radio" value="${c.id}"${c.id === preferred ? h` checked` : ''}><label class="nhsuk-label nhsuk-radios__label" for="upstream-${c.id}">${c.displayName}</label></div>`)}
+${v.connectors.map((c) => h`<div class="nhsuk-radios__item"><input class="nhsuk-radios__input" id="upstream-${c.id}" name="upstream" type="radio" value="${c.id}"${c.id === preferred ? h` checked` : ''}><label class="nhsuk-label nhsuk-radios__label" for="upstream-${c.id}">${c.displayName}</label>${c.notResponding ? h`<div class="nhsuk-hint nhsuk-radios__hint" data-testid="not-responding-${c.id}">Not responding at the moment</div>` : ''}</div>`)}
 </div></fieldset></div>
 <button class="nhsuk-button" type="submit" data-testid="continue">Continue</button>
 </form>
