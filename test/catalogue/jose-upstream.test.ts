@@ -262,6 +262,10 @@ describe('JOSE inputs from upstream OPs (catalogue section 3)', () => {
         expect(outcome.kind, JSON.stringify(tamper)).toBe('page');
         expect(await h.counts()).toEqual(before);
       }
+      h.cis2.tamper = { aud: [CIS2_CLIENT_ID, 'other.apps.national'], azp: CIS2_CLIENT_ID };
+      const multi = await h.attempt('cis2', 'noRoles');
+      h.cis2.tamper = undefined;
+      expect(multi.kind).toBe('client');
     });
   });
 
