@@ -25,7 +25,7 @@ import { contextClaims, loadGrantContext } from './oidc/grant-context.ts';
 import { endAccountSessions } from './oidc/account-grants.ts';
 import type { ConnectorDeps } from './identity/upstream.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
-import { mountProvider, PROVIDER_PATHS, retryAfterOn503 } from './oidc/mount.ts';
+import { mountProvider, pinIssuerOrigin, PROVIDER_PATHS, retryAfterOn503 } from './oidc/mount.ts';
 import { rewriteJwtTokenParam } from './oidc/jwt-introspection.ts';
 import { renderError, logoutSource, postLogoutSuccessSource } from './web/views/provider-pages.ts';
 import { securityHeaders } from './web/security-headers.ts';
@@ -337,6 +337,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   app.silent = true;
   app.use(requestId());
   app.use(accessLog(log));
+  app.use(pinIssuerOrigin(issuer, config.trustProxy));
   app.use(securityHeaders({ hsts: secureCookies }));
   app.use(errorHandler(log));
 

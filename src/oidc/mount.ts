@@ -41,6 +41,30 @@ export function mountProvider(getProvider: () => Provider, health: StoreHealth, 
   };
 }
 
+/**
+ * The issuer is the broker's only truth about its own URL (WS-11). oidc-provider builds the URLs it
+ * advertises (discovery's endpoints, form actions, the DPoP htu it expects) from the request's Host,
+ * and behind a trusted proxy from X-Forwarded-Host and X-Forwarded-Proto, so a client choosing those
+ * headers would choose the broker's published endpoints. They are overwritten with the issuer's before
+ * oidc-provider or any router reads them. The scheme follows too: a trusted-proxy broker with an https
+ * issuer, reached without X-Forwarded-Proto, is still https (its Secure cookies can be set). Client IPs
+ * (X-Forwarded-For) are left as they are.
+ */
+export function pinIssuerOrigin(issuer: string, trustProxy: boolean) {
+  const { host, protocol } = new URL(issuer);
+  const scheme = protocol.slice(0, -1);
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const headers = ctx.req.headers;
+    headers.host = host;
+    // Without trustProxy neither Koa nor oidc-provider reads the X-Forwarded-* headers.
+    if (trustProxy) {
+      headers['x-forwarded-host'] = host;
+      headers['x-forwarded-proto'] = scheme;
+    }
+    return next();
+  };
+}
+
 /** Inside the provider's own Koa app: a 503 (store unreachable) tells the client when to retry. */
 export function retryAfterOn503() {
   return async (ctx: Context, next: Next): Promise<void> => {

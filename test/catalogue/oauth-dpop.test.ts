@@ -12,6 +12,8 @@ const HOLDER_SECRET = 'holder-secret-0123456789';
 const PROXY = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'broker.example' };
 
 let tb: TestBroker;
+/** The same broker (its store) as a second instance whose issuer is https://broker.example, behind a TLS-terminating proxy. */
+let behind: TestBroker;
 let db: DbCounter;
 let holder: { privateKey: CryptoKey; jwk: JWK };
 
@@ -25,14 +27,16 @@ beforeAll(async () => {
     // A client asking for certificate-bound tokens: the broker's OP has no mTLS, so it must get none.
     { client_id: 'tls-bound', client_secret: TLS_SECRET, token_endpoint_auth_method: 'tls_client_auth' as const, tls_client_auth_subject_dn: 'CN=tls-bound', grant_types: ['client_credentials' as const], resources: [OPAQUE_API], scope: 'system/Patient.rs' },
   ];
-  // trustProxy: the broker then sees the URL a TLS-terminating proxy was asked for (OA-56 controls).
-  tb = await startTestBroker({ svcKey, extra: { clients, trustProxy: true } });
+  tb = await startTestBroker({ svcKey, extra: { clients } });
+  // OA-56 controls on an issuer at the default https port: the URL a TLS-terminating proxy is asked for.
+  behind = await startTestBroker({ svcKey, store: tb.broker.config.store, extra: { clients, trustProxy: true, issuer: 'https://broker.example' } });
   db = new DbCounter(tb);
   const pair = await generateKeyPair('ES256', { extractable: true });
   holder = { privateKey: pair.privateKey, jwk: await exportJWK(pair.publicKey) };
 });
 afterAll(async () => {
   db?.close();
+  await behind?.close();
   await tb?.close();
 });
 
@@ -202,8 +206,9 @@ describe('OA-55 DPoP-bound tokens at userinfo', () => {
 });
 
 describe('OA-56 DPoP positive controls (URL normalisation, extra members)', () => {
-  // Behind a proxy the broker's own URL for the token endpoint is https://broker.example/token.
-  const proxied = (dpop: string) => tokenRequest({ ...PROXY, dpop });
+  // The broker's own URL for the token endpoint is its issuer's, https://broker.example/token (the proxy
+  // forwards the headers it would; the broker pins them to the issuer anyway, WS-11).
+  const proxied = (dpop: string) => postForm(`${behind.base}/token`, { grant_type: 'client_credentials', scope: 'system/Patient.rs', resource: OPAQUE_API }, { authorization: basic('holder', HOLDER_SECRET), ...PROXY, dpop });
 
   it.each([
     ['the exact URL', 'https://broker.example/token'],
@@ -231,7 +236,7 @@ describe('OA-56 DPoP positive controls (URL normalisation, extra members)', () =
   it('OA-56 [P] at userinfo too: upper-case host, default port and query in htu', async () => {
     const token = await boundUserToken();
     for (const htu of ['HTTPS://Broker.Example/me', 'https://broker.example:443/me', 'https://broker.example/me?a=b#c']) {
-      const res = await userinfo({ ...PROXY, authorization: `DPoP ${token}`, dpop: await proof({ htm: 'GET', htu, claims: { ath: athOf(token) } }) });
+      const res = await fetch(`${behind.base}/me`, { headers: { ...PROXY, authorization: `DPoP ${token}`, dpop: await proof({ htm: 'GET', htu, claims: { ath: athOf(token) } }) } });
       expect(res.status, htu).toBe(200);
     }
   });

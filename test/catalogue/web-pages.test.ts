@@ -235,13 +235,39 @@ describe('WS-11 Host and X-Forwarded-* headers', () => {
       expect(new URL(toUpstream.location!, t.base).origin).toBe(t.base);
     });
 
-    // Known gap (reported): oidc-provider builds the endpoint URLs of discovery from the request's host.
-    it.fails(`WS-11 ${label}: discovery's endpoint URLs do not follow Host or X-Forwarded-Host (known gap)`, async () => {
+    // oidc-provider builds these from the request; the broker pins Host (and X-Forwarded-*) to the issuer's.
+    it(`WS-11 ${label}: discovery's endpoint URLs and the interaction's form actions do not follow Host or X-Forwarded-Host`, async () => {
       const t = which();
-      const discovery = JSON.parse((await raw(t.base, '/.well-known/openid-configuration', poison)).text) as Record<string, string>;
-      for (const k of ['authorization_endpoint', 'token_endpoint', 'jwks_uri', 'end_session_endpoint']) expect(new URL(discovery[k]).origin, k).toBe(t.base);
+      for (const headers of [poison, { host: 'evil.example' }, { host: 'evil.example', 'x-forwarded-host': 'evil.example' }] as Array<Record<string, string>>) {
+        const discovery = JSON.parse((await raw(t.base, '/.well-known/openid-configuration', headers)).text) as Record<string, string>;
+        for (const k of ['authorization_endpoint', 'token_endpoint', 'userinfo_endpoint', 'jwks_uri', 'end_session_endpoint', 'introspection_endpoint', 'revocation_endpoint']) {
+          expect(new URL(discovery[k]).origin, `${k} ${JSON.stringify(headers)}`).toBe(t.base);
+        }
+      }
+      // The sign-out page's form posts to the issuer too.
+      const logout = await raw(t.base, '/session/end', poison);
+      expect(logout.text).not.toContain('evil.example');
     });
   }
+
+  it('WS-11 a trusted-proxy broker with an https issuer, reached without X-Forwarded-Proto: the issuer\'s scheme and host, Secure cookies, no 500', async () => {
+    const t = await startTestBroker({ svcKey: await clientKey(), extra: { issuer: 'https://broker.example', trustProxy: true } });
+    try {
+      for (const headers of [{ host: 'evil.example' }, { 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.example' }, {}] as Array<Record<string, string>>) {
+        const discovery = JSON.parse((await raw(t.base, '/.well-known/openid-configuration', headers)).text) as Record<string, string>;
+        expect(discovery.issuer).toBe('https://broker.example');
+        expect(discovery.authorization_endpoint).toBe('https://broker.example/auth');
+        const req = new URL(codeRequest('https://broker.example').url);
+        const auth = await raw(t.base, req.pathname + req.search, headers);
+        expect(auth.status, auth.text.slice(0, 200)).toBe(303);
+        expect(new URL(auth.location!, 'https://broker.example').origin).toBe('https://broker.example');
+        expect(auth.cookies.length).toBeGreaterThan(0);
+        for (const c of auth.cookies) expect(c, c.slice(0, 40)).toMatch(/;\s*secure/i);
+      }
+    } finally {
+      await t.close();
+    }
+  });
 });
 
 describe('WS-13 login CSRF', () => {
