@@ -236,7 +236,7 @@ describe('JOSE inputs from upstream OPs (catalogue section 3)', () => {
       expect(outcome.kind).toBe('page');
     });
 
-    it('JW-16 an ID token typed as another kind (logout+jwt, at+jwt, dpop+jwt) is refused', async () => {
+    it('JW-16 an ID token retyped (logout+jwt, at+jwt, dpop+jwt) by anyone but the upstream is refused; a logout token the upstream typed at+jwt is refused', async () => {
       for (const typ of ['logout+jwt', 'at+jwt', 'dpop+jwt']) {
         await idTokenRefused((g) => jws({ ...parts(g).header, typ }, parts(g).claims, attacker.rs), `typ ${typ}`);
       }
