@@ -109,6 +109,13 @@ export function buildProvider(options: ProviderOptions): Provider {
     findAccount: options.findAccount,
     cookies: {
       keys: options.cookieKeys,
+      // Over HTTPS the session cookie takes the __Host- prefix (WS-05): the browser then refuses one set by
+      // a sibling host or with a Domain, so nothing else can plant or shadow it. oidc-provider scopes the
+      // interaction cookies to /interaction/<uid> and /auth/<uid>, which __Host- (Path=/ only) forbids:
+      // they take __Secure-. Plain-http issuers (tests, the demo) keep the default names.
+      names: secureCookies
+        ? { session: '__Host-session', interaction: '__Secure-interaction', resume: '__Secure-interaction_resume' }
+        : { session: '_session', interaction: '_interaction', resume: '_interaction_resume' },
       long: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
     },

@@ -456,7 +456,7 @@ describe('catalogue section 4: certificates and their mapping, through the broke
       browsers.push(b);
       const a = await attempt(bed, b, 'sc-ocsp', (url) => signed9440(url, sf(bed.pki.users.alice), sf(bed.pki.issuing)));
       expect(a.outcome.kind, a.reasons).toBe('client');
-      const session = b.setCookies.filter((c) => c.startsWith('_session='));
+      const session = b.setCookies.filter((c) => c.startsWith('__Host-session='));
       expect(session.length).toBeGreaterThan(0);
       for (const c of session) expect(c).not.toMatch(/expires=|max-age=/i);
       ocsp.mode = 'revoked';
