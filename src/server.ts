@@ -429,6 +429,8 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     },
   });
   app.use(interactions.routes());
+  // ctx.matched spans every router, so this answers 405 with Allow for the account and API routes below
+  // too (WS-02); the final provider mount steps aside for a broker path asked with another method.
   app.use(interactions.allowedMethods());
 
   // Per account (the token's subject), after authentication and before any body is read or code looked up.

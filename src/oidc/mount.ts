@@ -24,6 +24,7 @@ export function mountProvider(getProvider: () => Provider, health: StoreHealth, 
     }
     const { handler, prefix } = mounted;
     if (options.only && !options.only.has(ctx.path.slice(prefix.length))) return next();
+    if (routedWithOtherMethod(ctx)) return next();
     if (prefix && ctx.path !== prefix && !ctx.path.startsWith(`${prefix}/`)) return next();
     const sub = ctx.path.slice(prefix.length) || '/';
     if (!health.up && STATEFUL.some((p) => sub === p || sub.startsWith(`${p}/`))) {
@@ -63,6 +64,16 @@ export function pinIssuerOrigin(issuer: string, trustProxy: boolean) {
     }
     return next();
   };
+}
+
+/**
+ * A path one of the broker's routers serves, asked with a method it does not (GET or HEAD on a POST-only
+ * step, WS-02): left to the routers' allowedMethods, which answer 405 with Allow on the way back. Handed
+ * to oidc-provider it would be a 404 written straight to the socket, past allowedMethods.
+ */
+function routedWithOtherMethod(ctx: Context): boolean {
+  const routes = ((ctx as Context & { matched?: Array<{ methods: string[] }> }).matched ?? []).filter((layer) => layer.methods.length > 0);
+  return routes.length > 0 && !routes.some((layer) => layer.methods.includes(ctx.method));
 }
 
 /** Inside the provider's own Koa app: a 503 (store unreachable) tells the client when to retry. */

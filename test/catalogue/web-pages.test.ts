@@ -86,18 +86,44 @@ describe('WS-01 CSRF on the consent step', () => {
 });
 
 describe('WS-02 consent by GET or HEAD', () => {
-  it('WS-02 GET and HEAD on the consent, login, role, act-as and abort endpoints never approve: a 4xx, nothing created, and the consent is still pending', async () => {
+  /** The answer to a method a POST-only route does not serve: 405 naming POST, no redirect. */
+  async function expect405(res: Response, what: string): Promise<void> {
+    await res.body?.cancel().catch(() => undefined);
+    expect(res.status, what).toBe(405);
+    expect(res.headers.get('allow'), what).toBe('POST');
+    expect(res.headers.get('location'), what).toBeNull();
+  }
+
+  it('WS-02 GET and HEAD on the consent, login, role, act-as and abort endpoints never approve: 405 with Allow: POST, nothing created, and the consent is still pending', async () => {
     const c = await toConsent();
     await createsNothing(db, async () => {
       for (const step of ['confirm', 'login', 'role', 'act-as', 'abort']) {
         for (const method of ['GET', 'HEAD']) {
-          const res = await c.ua.request(`${tb.base}/interaction/${c.uid}/${step}?csrf=${encodeURIComponent(c.csrf)}`, { method });
-          expect([404, 405], `${method} ${step}`).toContain(res.status);
-          expect(res.headers.get('location'), `${method} ${step}`).toBeNull();
+          await expect405(await c.ua.request(`${tb.base}/interaction/${c.uid}/${step}?csrf=${encodeURIComponent(c.csrf)}`, { method }), `${method} ${step}`);
         }
       }
     });
     expect((await confirm(c)).searchParams.get('code')).toBeTruthy();
+  });
+
+  it('WS-02 GET and HEAD on the account pages\' POST-only routes (sign-out, change, end, link add and remove): 405 with Allow: POST, and the account session is still signed in', async () => {
+    const ua = new UserAgent();
+    const login = location(await ua.get(`${tb.base}/account`), tb.base);
+    await ua.get((await signIn(ua, tb, login, { persona: 'patient' }, `${tb.base}/account/callback`)).href);
+    const home = await ua.get(`${tb.base}/account`);
+    const csrf = hiddenField(await home.text(), 'csrf');
+    expect(home.status).toBe(200);
+    await createsNothing(db, async () => {
+      for (const path of ['/account/logout', '/account/delegations/some-id/change', '/account/delegations/some-id/end', '/account/links/remove', '/account/links/add']) {
+        for (const method of ['GET', 'HEAD']) await expect405(await ua.request(`${tb.base}${path}?csrf=${encodeURIComponent(csrf)}`, { method }), `${method} ${path}`);
+      }
+    });
+    const after = await ua.get(`${tb.base}/account`);
+    await after.body?.cancel();
+    expect(after.status).toBe(200);
+    // [P] the POST itself still signs out.
+    await ua.postForm(`${tb.base}/account/logout`, { csrf });
+    expect((await ua.get(`${tb.base}/account`)).status).toBe(302);
   });
 });
 
