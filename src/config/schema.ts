@@ -30,6 +30,10 @@ const clientSigningAlg = z.enum(['ES256', 'ES384', 'PS256', 'PS384', 'PS512', 'R
 const encAlg = z.enum(['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A256KW']);
 const encEnc = z.enum(['A128GCM', 'A256GCM', 'A128CBC-HS256', 'A256CBC-HS512']);
 
+// oidc-provider's mTLS feature is off (CC-19, OA-59): a client registered for certificate authentication
+// would start and then fail every request with invalid_client_metadata, so it is refused at load.
+const MTLS_AUTH_METHODS = new Set(['tls_client_auth', 'self_signed_tls_client_auth']);
+
 export const clientSchema = z
   .strictObject({
     client_id: z.string().min(1).max(200).regex(/^[\w.:@~-]+$/, 'use letters, digits and . _ : @ ~ - only'),
@@ -39,12 +43,15 @@ export const clientSchema = z
     post_logout_redirect_uris: z.array(redirectUri).default([]),
     grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'])).default(['authorization_code']),
     response_types: z.array(z.literal('code')).optional(),
-    token_endpoint_auth_method: z.enum(['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'tls_client_auth', 'self_signed_tls_client_auth', 'none']).default('private_key_jwt'),
+    token_endpoint_auth_method: z
+      .enum(['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'], {
+        error: (issue) => (MTLS_AUTH_METHODS.has(String(issue.input)) ? `${String(issue.input)} is not supported: the broker has no mTLS client authentication (use private_key_jwt)` : undefined),
+      })
+      .default('private_key_jwt'),
     token_endpoint_auth_signing_alg: clientSigningAlg.optional(),
     jwks: z.strictObject({ keys: z.array(jwk).min(1) }).optional(),
     jwks_uri: absoluteUrl.optional(),
     scope: z.string().max(2000).optional(),
-    tls_client_auth_subject_dn: z.string().optional(),
     dpop_bound_access_tokens: z.boolean().optional(),
     backchannel_logout_uri: absoluteUrl.optional(),
     // Signatures and encryption a client can register for.

@@ -3,11 +3,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { parseConfig } from '../../src/config/load.ts';
 import { API, OPAQUE_API, REDIRECT, clientKey, startTestBroker, testConfig, type TestBroker } from '../helpers/broker.ts';
 import { DbCounter, OTHER_SECRET, WEB_SECRET, b64, basic, codeRequest, createsNothing, driveLogin, introspect, oauthError, postForm } from '../oidc/hostile/support.ts';
 
 const DPOP_SECRET = 'dpop-only-secret-0123456789';
-const TLS_SECRET = 'tls-bound-secret-0123456789';
 const HOLDER_SECRET = 'holder-secret-0123456789';
 const PROXY = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'broker.example' };
 
@@ -24,8 +24,6 @@ beforeAll(async () => {
     { client_id: 'holder', client_secret: HOLDER_SECRET, token_endpoint_auth_method: 'client_secret_basic' as const, grant_types: ['client_credentials' as const], resources: [OPAQUE_API, API], scope: 'system/Patient.rs' },
     { client_id: 'dpop-only', client_secret: DPOP_SECRET, token_endpoint_auth_method: 'client_secret_basic' as const, grant_types: ['client_credentials' as const], resources: [OPAQUE_API], scope: 'system/Patient.rs', dpop_bound_access_tokens: true },
     { client_id: 'dpop-web', client_secret: DPOP_SECRET, token_endpoint_auth_method: 'client_secret_basic' as const, grant_types: ['authorization_code' as const], redirect_uris: [REDIRECT], firstParty: true, scope: 'openid profile', dpop_bound_access_tokens: true },
-    // A client asking for certificate-bound tokens: the broker's OP has no mTLS, so it must get none.
-    { client_id: 'tls-bound', client_secret: TLS_SECRET, token_endpoint_auth_method: 'tls_client_auth' as const, tls_client_auth_subject_dn: 'CN=tls-bound', grant_types: ['client_credentials' as const], resources: [OPAQUE_API], scope: 'system/Patient.rs' },
   ];
   tb = await startTestBroker({ svcKey, extra: { clients } });
   // OA-56 controls on an issuer at the default https port: the URL a TLS-terminating proxy is asked for.
@@ -270,18 +268,25 @@ describe('OA-58 a client registered for DPoP-bound tokens', () => {
 });
 
 describe('OA-59 certificate-bound (mTLS) tokens', () => {
-  it('OA-59 the broker issues no certificate-bound tokens: discovery offers none and a tls_client_auth client gets no token at all', async () => {
+  it('OA-59 the broker issues no certificate-bound tokens: discovery offers none, a tls_client_auth client is refused at configuration load, and certificate headers authenticate no client', async () => {
     const meta = (await (await fetch(`${tb.base}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
     expect(meta.tls_client_certificate_bound_access_tokens ?? false).toBe(false);
     expect(meta.mtls_endpoint_aliases).toBeUndefined();
     expect(meta.token_endpoint_auth_methods_supported).not.toContain('tls_client_auth');
-    // Client certificate headers a proxy might forward (RFC 9440, nginx, XFCC) change nothing.
+    expect(meta.token_endpoint_auth_methods_supported).not.toContain('self_signed_tls_client_auth');
+    // A client asking for certificate authentication (and so certificate-bound tokens) never starts.
+    const svcKey = await clientKey('ES256');
+    const tlsBound = { client_id: 'tls-bound', token_endpoint_auth_method: 'tls_client_auth' as const, grant_types: ['client_credentials' as const], resources: [OPAQUE_API], scope: 'system/Patient.rs' };
+    const base = testConfig(0, 'sqlite::memory:', svcKey);
+    expect(() => parseConfig({ ...base, clients: [...base.clients!, tlsBound] }, {})).toThrow(/token_endpoint_auth_method: tls_client_auth is not supported/);
+    // Client certificate headers a proxy might forward (RFC 9440, nginx, XFCC) authenticate nobody.
     const certHeaders = { 'client-cert': ':MIIB:', 'x-ssl-client-cert': '-----BEGIN CERTIFICATE-----', 'x-forwarded-client-cert': 'Hash=abc' };
     await createsNothing(db, async () => {
-      const res = await postForm(`${tb.base}/token`, { grant_type: 'client_credentials', client_id: 'tls-bound', scope: 'system/Patient.rs', resource: OPAQUE_API }, certHeaders);
-      expect(res.status).toBeGreaterThanOrEqual(400);
-      expect(res.status).toBeLessThan(500);
-      expect(await res.text()).not.toContain('access_token');
+      const res = await postForm(`${tb.base}/token`, { grant_type: 'client_credentials', client_id: 'holder', scope: 'system/Patient.rs', resource: OPAQUE_API }, certHeaders);
+      expect(res.status).toBe(401);
+      const body = await res.text();
+      expect(body).toContain('invalid_client');
+      expect(body).not.toContain('access_token');
     });
   });
 

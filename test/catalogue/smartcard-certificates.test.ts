@@ -14,7 +14,8 @@ import * as ocspAsn from '@peculiar/asn1-ocsp';
 import { smartcardUpstreamSchema } from '../../src/config/upstream-smartcard.ts';
 import { createTestPki, issue, makeCrl, makeRoot, ocspResponse, EKU_CLIENT_AUTH, EKU_SERVER_AUTH, TEST_POLICY, type Issued, type TestPki } from '../peers/pki.ts';
 import { baseUpstream, HMAC_SECRET, startBed, TlsBrowser, XFCC_BY, type Bed } from '../providers/smartcard/harness.ts';
-import { clientKey, startTestBroker, testConfig } from '../helpers/broker.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { clientKey, testConfig } from '../helpers/broker.ts';
 import { attempt, cardExtensions, customCert, der, escapedPem, expectRefused, EKU_SMARTCARD_LOGON, person, sf, signed9440, signedXfcc, UID } from './smartcard-support.ts';
 
 const DAY = 86_400_000;
@@ -433,17 +434,19 @@ describe('catalogue section 4: certificates and their mapping, through the broke
       expect(await bed.counts()).toEqual(before);
     });
 
-    it('CC-19 a client configured for tls_client_auth cannot obtain a token at all', async () => {
+    it('CC-19 a client configured for tls_client_auth or self_signed_tls_client_auth is refused at configuration load, naming the path', async () => {
       const svcKey = await clientKey();
-      const tb = await startTestBroker({ svcKey, extra: { clients: [...testConfig(0, 'sqlite::memory:', svcKey).clients!, { client_id: 'mtls-app', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=Alice Example', grant_types: ['client_credentials'] }] } });
-      try {
-        const res = await fetch(`${tb.base}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&client_id=mtls-app' });
-        const body = (await res.json()) as Record<string, unknown>;
-        expect(res.status).toBe(400);
-        expect(body.error).toBe('invalid_client_metadata');
-        expect(body.access_token).toBeUndefined();
-      } finally {
-        await tb.close();
+      for (const method of ['tls_client_auth', 'self_signed_tls_client_auth'] as const) {
+        const base = testConfig(0, 'sqlite::memory:', svcKey);
+        const clients = [...base.clients!, { client_id: 'mtls-app', token_endpoint_auth_method: method, grant_types: ['client_credentials'] }];
+        let problems: string[] = [];
+        try {
+          parseConfig({ ...base, clients }, {});
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          problems = (err as ConfigError).problems;
+        }
+        expect(problems).toEqual([`clients[${clients.length - 1}].token_endpoint_auth_method: ${method} is not supported: the broker has no mTLS client authentication (use private_key_jwt)`]);
       }
     });
   });

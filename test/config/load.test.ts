@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError, configJsonSchema, loadConfigFile, parseConfig, resolveConfig } from '../../src/config/load.ts';
 
 function problems(fn: () => unknown): string[] {
@@ -41,6 +42,27 @@ describe('configuration', () => {
     expect(problems(() => parseConfig({ clients: [{ client_id: 'a', token_endpoint_auth_method: 'none', redirect_uris: ['https://a.example/cb#frag'] }] }, {}))).toContain('clients[0].redirect_uris[0]: must not contain a fragment');
     expect(problems(() => parseConfig({ clients: [{ client_id: 'a', token_endpoint_auth_method: 'none', redirect_uris: ['https://a.example/cb'], resources: ['https://nowhere.example'] }] }, {}))).toContain('clients[0].resources[0]: unknown resource https://nowhere.example');
     expect(problems(() => parseConfig({ unknownKey: 1 }, {}))[0]).toMatch(/^\(root\): Unrecognized key/);
+  });
+
+  it('refuses certificate client authentication (tls_client_auth, self_signed_tls_client_auth), which the broker does not offer (CC-19, OA-59); config check exits 2', () => {
+    const svc = { grant_types: ['client_credentials'] };
+    const p = problems(() => parseConfig({ clients: [{ client_id: 'ok', token_endpoint_auth_method: 'client_secret_basic', client_secret: 'x'.repeat(20), ...svc }, { client_id: 'a', token_endpoint_auth_method: 'tls_client_auth', ...svc }, { client_id: 'b', token_endpoint_auth_method: 'self_signed_tls_client_auth', ...svc }] }, {}));
+    expect(p).toEqual([
+      'clients[1].token_endpoint_auth_method: tls_client_auth is not supported: the broker has no mTLS client authentication (use private_key_jwt)',
+      'clients[2].token_endpoint_auth_method: self_signed_tls_client_auth is not supported: the broker has no mTLS client authentication (use private_key_jwt)',
+    ]);
+    // The certificate subject a tls_client_auth client names has nothing to match either.
+    expect(problems(() => parseConfig({ clients: [{ client_id: 'a', token_endpoint_auth_method: 'none', redirect_uris: ['https://a.example/cb'], tls_client_auth_subject_dn: 'CN=a' }] }, {}))).toEqual(['clients[0]: Unrecognized key: "tls_client_auth_subject_dn"']);
+    // [P] the methods the OP does offer still load.
+    for (const method of ['private_key_jwt', 'client_secret_basic', 'client_secret_post'] as const) {
+      expect(parseConfig({ clients: [{ client_id: 'a', token_endpoint_auth_method: method, client_secret: 'x'.repeat(20), jwks_uri: method === 'private_key_jwt' ? 'https://a.example/jwks' : undefined, ...svc }] }, {}).clients[0].token_endpoint_auth_method).toBe(method);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const file = join(dir, 'broker.yaml');
+    writeFileSync(file, 'clients:\n  - client_id: mtls-app\n    token_endpoint_auth_method: tls_client_auth\n    grant_types: [client_credentials]\n');
+    const r = spawnSync(process.execPath, [resolve('src/main.ts'), 'config', 'check', '--config', file], { cwd: dir, env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('clients[0].token_endpoint_auth_method: tls_client_auth is not supported');
   });
 
   it('interpolates ${ENV} in values, and names a missing variable', () => {
