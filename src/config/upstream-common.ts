@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STAFF_CLAIMS, unentitledUses } from '../identity/entitlements.ts';
 
 // Settings every upstream has, whatever its type: how its verified claims become a local account.
 
@@ -11,6 +12,14 @@ export const mappingSchema = z
     required: z.array(z.string()).default([]),
     /** Allowed values per upstream claim (others refuse the login). */
     allowed: z.record(z.string(), z.array(z.string())).default({}),
+    /**
+     * The privilege-bearing claims (CIS2 staff attributes) this upstream may assert; any other of them it
+     * sends is dropped before mapping, so a patient identity provider cannot make anyone staff (WS-25).
+     */
+    privileged: z
+      .array(z.enum(STAFF_CLAIMS))
+      .optional()
+      .describe('staff claims (nhsid_nrbac_roles, selected_roleid, nhsid_user_orgs, nhsid_useruid) this upstream is trusted to assert; others it sends are dropped. Default: all of them for the OIDC preset cis2, none otherwise'),
   })
   .default({ claims: {}, required: [], allowed: {} });
 
@@ -47,3 +56,10 @@ export const commonUpstreamFields = {
 export type MappingConfig = z.infer<typeof mappingSchema>;
 export type LinkableConfig = z.infer<typeof linkableSchema>;
 export type CircuitBreakerConfig = z.infer<typeof circuitBreakerSchema>;
+
+/** Configuration errors for settings that rely on a staff claim the upstream is not entitled to (it is dropped, the rule could never hold). */
+export function checkEntitledUses(c: { mapping: MappingConfig; linkable: LinkableConfig[] }, entitled: readonly string[], ctx: z.RefinementCtx): void {
+  for (const [path, claim] of unentitledUses(c, entitled)) {
+    ctx.addIssue({ code: 'custom', path, message: `${claim} is a staff claim this upstream is not entitled to assert (see mapping.privileged)` });
+  }
+}

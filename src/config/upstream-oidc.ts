@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { commonUpstreamFields } from './upstream-common.ts';
+import { checkEntitledUses, commonUpstreamFields } from './upstream-common.ts';
+import { STAFF_CLAIMS, type StaffClaim } from '../identity/entitlements.ts';
 
 // Settings of an upstream OpenID Provider (providers/oidc). Owned by the OIDC connector work.
 // A preset (cis2, nhs-login) supplies the upstream's quirks as defaults: endpoint paths, scopes,
@@ -24,6 +25,9 @@ const privateJwk = z.looseObject({
 });
 
 export const OIDC_PRESETS = ['cis2', 'nhs-login', 'generic'] as const;
+
+/** The staff claims each kind of upstream asserts by default: CIS2 is the staff identity service; NHS login only knows patients. */
+const PRESET_PRIVILEGED: Record<(typeof OIDC_PRESETS)[number], readonly StaffClaim[]> = { cis2: STAFF_CLAIMS, 'nhs-login': [], generic: [] };
 export const CLIENT_ASSERTION_ALGS = ['RS256', 'RS512', 'ES256', 'PS256'] as const;
 export const ID_TOKEN_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
 
@@ -74,7 +78,12 @@ export const oidcUpstreamSchema = z
         if (!c[k]) ctx.addIssue({ code: 'custom', path: [k], message: 'is required without discovery' });
       }
     }
-  });
+    if (c.preset === 'nhs-login' && c.mapping.privileged?.length) {
+      ctx.addIssue({ code: 'custom', path: ['mapping', 'privileged'], message: 'NHS login is a patient identity provider: it is never trusted for staff claims' });
+    }
+    checkEntitledUses(c, c.mapping.privileged ?? PRESET_PRIVILEGED[c.preset], ctx);
+  })
+  .transform((c) => ({ ...c, mapping: { ...c.mapping, privileged: [...(c.mapping.privileged ?? PRESET_PRIVILEGED[c.preset])] } }));
 
 export type OidcUpstreamConfig = z.infer<typeof oidcUpstreamSchema>;
 export type OidcUpstreamInput = z.input<typeof oidcUpstreamSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { commonUpstreamFields } from './upstream-common.ts';
+import { checkEntitledUses, commonUpstreamFields } from './upstream-common.ts';
 
 // Settings of an upstream SAML 2.0 IdP (providers/saml). Owned by the SAML connector work.
 // Secrets (private keys) come from files or from inline PEM with ${ENV} interpolation (config/load.ts).
@@ -85,6 +85,7 @@ export const samlUpstreamSchema = z
     if (c.idpMetadataUrl !== undefined && !c.idpMetadataUrl.startsWith('https:') && !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/.test(c.idpMetadataUrl)) {
       ctx.addIssue({ code: 'custom', path: ['idpMetadataUrl'], message: 'must be https (http only for loopback tests)' });
     }
+    checkEntitledUses(c, c.mapping.privileged ?? [], ctx);
   });
 
 export type SamlUpstreamConfig = z.infer<typeof samlUpstreamSchema>;

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { commonUpstreamFields } from './upstream-common.ts';
+import { checkEntitledUses, commonUpstreamFields } from './upstream-common.ts';
 
 // Settings of a smartcard / client-certificate upstream (providers/smartcard). Owned by the smartcard work.
 // The certificate arrives either straight from the TLS socket (direct mutual TLS) or in a header set by a
@@ -198,6 +198,7 @@ export const smartcardUpstreamSchema = z
     const r = c.revocation;
     if (r.disabled && (r.crl || r.ocsp)) ctx.addIssue({ code: 'custom', path: ['revocation', 'disabled'], message: 'revocation is disabled but crl or ocsp is configured' });
     if (!r.disabled && !r.crl && !r.ocsp) ctx.addIssue({ code: 'custom', path: ['revocation'], message: 'configure revocation.crl and/or revocation.ocsp, or set revocation.disabled: true' });
+    checkEntitledUses(c, c.mapping.privileged ?? [], ctx);
   });
 
 export type SmartcardUpstreamConfig = z.infer<typeof smartcardUpstreamSchema>;

@@ -12,6 +12,7 @@ import { actAsPage, chooserPage, consentPage, rolePage } from '../web/views/inte
 import { mapIdentity, MappingError } from '../identity/mapping.ts';
 import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts';
 import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
+import { entitledClaims, keepEntitled } from '../identity/entitlements.ts';
 import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
 import { rememberGrant } from './account-grants.ts';
@@ -249,6 +250,8 @@ export function interactionRoutes(options: InteractionOptions): Router {
       }
       throw err;
     }
+    // Staff claims count only from an upstream entitled to them (WS-25); dropped here, nothing after sees them.
+    identity = keepEntitled(identity, entitledClaims(options.upstreamSettings(connector.id).mapping));
     if (typeof stored.linkIntent === 'string') {
       // A login to link to a signed-in account (see identity/link-intents.ts): the upstream's mapping rules
       // still apply; the account app, where the account session is visible, checks the binding and links.

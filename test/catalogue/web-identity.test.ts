@@ -180,11 +180,21 @@ describe('what real upstream OPs assert (fake CIS2 and NHS login behind the brok
     expect(roleTokens.id.acr).toBe('P9.Cp.Cd');
   });
 
-  // Known gap (reported): staff roles are read from any upstream's claims (src/oidc/interactions.ts calls
-  // rolesOf on the raw identity), so a patient IdP asserting CIS2 RBAC roles puts a staff role in tokens.
-  it.fails('WS-25 that patient IdP\'s RBAC roles give no staff role in the access token (known gap)', () => {
+  // NHS login is a patient identity provider: the staff claims it sends are dropped as its identity
+  // arrives (the preset drops them, and no configuration can entitle it to them).
+  it('WS-25 that patient IdP\'s RBAC roles give no staff role in the access token or the profile', async () => {
     expect(roleTokens).toBeDefined();
     expect(roleTokens!.access.selected_role_code).toBeUndefined();
     expect(roleTokens!.access.selected_roleid).toBeUndefined();
+    expect(roleTokens!.id.selected_roleid).toBeUndefined();
+    const profile = await h.accounts().getProfile(roleTokens!.id.sub);
+    expect(profile?.nhs_number, 'the login itself went through').toBeTruthy();
+    expect(profile?.nhsid_nrbac_roles).toBeUndefined();
+    expect(profile?.selected_roleid).toBeUndefined();
+  });
+
+  it('[P] WS-25 the CIS2 upstream, entitled to staff claims, still gives its nurse the role selected there', async () => {
+    const { access } = await tokens('cis2', 'nurse');
+    expect(access).toMatchObject({ selected_roleid: CIS2_PERSONAS.nurse.picks, selected_role_code: expect.stringMatching(/^S\d+:G\d+:R\d+$/) });
   });
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { OidcPreset } from './types.ts';
 import { aalOfVector, parseVector, proofingRank, vectorsFor, VECTOR_PATTERN } from './vocabulary.ts';
+import { PRIVILEGED_CLAIMS } from '../../../src/identity/entitlements.ts';
 
 // NHS login (nhs-interfaces.md section 2): RS512 everywhere, private_key_jwt only, vectors of trust
 // (`vtr` in, `vot` back, and the RP must check one against the other), no acr/amr, no max_age or
@@ -30,7 +31,9 @@ export const nhsLoginPreset: OidcPreset = {
   },
   explicitIssuerPort: false,
   logoutTokenTypes: ['logout+jwt'],
-  dropClaims: ['token_use'],
+  // NHS login knows patients only: staff attributes in its tokens are never believed, whatever the
+  // broker's settings (which refuse to entitle it to them anyway).
+  dropClaims: ['token_use', ...PRIVILEGED_CLAIMS],
   plan(request, config) {
     const params: Record<string, string> = {};
     let vtr: string[];
