@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,11 +45,18 @@ export interface SentinelGroup {
   waitForNewPrimary(old: RedisProcess, withinMs?: number): Promise<RedisProcess>;
   /** SENTINEL FAILOVER: a planned failover, no agreement needed (it does not wait for replicas to catch up). Returns once accepted. */
   failover(): Promise<void>;
+  /**
+   * SENTINEL DEBUG on every sentinel: its internal periods (ms), e.g. tilt-period. A sentinel that was
+   * paused sees the jump in its clock and stays passive (TILT) for 30 s by default.
+   */
+  tune(periods: Record<string, number>): Promise<void>;
   /** Relays only: replicas stop receiving the primary's stream (held, not delivered; dropped if a side closes). */
   holdReplication(): void;
   releaseReplication(): void;
   /** Waits until the primary sees `count` replicas online. */
   waitForReplicas(count: number, withinMs?: number): Promise<void>;
+  /** The sentinels' log files, for a test's failure message. */
+  logs(): string;
   stop(): Promise<void>;
 }
 
@@ -192,6 +199,7 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
   const nodes: Managed[] = [];
   const sentinels: Managed[] = [];
   const relays: ReturnType<typeof relayTo>[] = [];
+  const sentinelDirs: string[] = [];
 
   const dataArgs = (port: number, dir: string) => (extra: string[]) => [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
@@ -231,6 +239,7 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const dir = mk(`sentinel${i}`);
+      sentinelDirs.push(dir);
       const conf = join(dir, 'sentinel.conf');
       writeFileSync(
         conf,
@@ -238,6 +247,7 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
           `port ${port}`,
           'bind 127.0.0.1',
           `dir ${dir}`,
+          `logfile ${join(dir, 'sentinel.log')}`,
           `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primaryPort} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} ${downAfter}`,
           // A failover that stalls is retried after twice this, not after the default six minutes.
@@ -331,6 +341,17 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
           }
         });
       },
+      async tune(periods) {
+        for (const s of sentinels) {
+          const r = probe(s.port);
+          try {
+            await r.connect();
+            await r.call('SENTINEL', 'DEBUG', ...Object.entries(periods).flatMap(([k, v]) => [k, String(v)]));
+          } finally {
+            r.disconnect();
+          }
+        }
+      },
       holdReplication() {
         if (relays.length === 0) throw new Error('holdReplication needs relay: true');
         for (const r of relays) r.hold();
@@ -351,6 +372,9 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
             r.disconnect();
           }
         });
+      },
+      logs() {
+        return sentinelDirs.map((d) => `--- ${d}\n${existsSync(join(d, 'sentinel.log')) ? readFileSync(join(d, 'sentinel.log'), 'utf8') : ''}`).join('\n');
       },
       stop: stopAll,
     };

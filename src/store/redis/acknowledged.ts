@@ -46,7 +46,7 @@ export function acknowledgedWrites(shared: RedisClient, options: AcknowledgedWri
   const { waitReplicas, waitTimeoutMs, commandTimeoutMs } = options;
   // The command timeout leaves room for the WAIT itself (a timed-out WAIT would also fail, but would
   // leave the connection blocked behind it).
-  const writer = (shared as Redis).duplicate({ commandTimeout: commandTimeoutMs + waitTimeoutMs });
+  const writer = (shared as Redis).duplicate({ commandTimeout: commandTimeoutMs + waitTimeoutMs, socketTimeout: 2 * commandTimeoutMs + waitTimeoutMs });
   writer.on('error', options.onError ?? (() => {}));
   const writerReady = createWhenReady(writer);
   const writerGuard = createGuard(writer, writerReady, commandTimeoutMs);

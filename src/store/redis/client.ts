@@ -8,6 +8,11 @@ export type RedisClient = Redis | Cluster;
 export interface RedisClientOptions {
   /** A command without a reply after this long rejects (then StoreUnavailableError). Default 1000 ms. */
   commandTimeoutMs?: number;
+  /**
+   * A connection on which commands wait and nothing has been received for this long is dropped and
+   * rebuilt. Default twice the command timeout; must exceed any command that legitimately blocks (WAIT).
+   */
+  socketTimeoutMs?: number;
   /** How long one connection attempt may take. Default 2000 ms. */
   connectTimeoutMs?: number;
   /** Extra TLS settings (a private CA, client certificate). `rediss://` turns TLS on with system defaults. */
@@ -29,8 +34,16 @@ function tlsFor(host: string, enabled: boolean, extra: ConnectionOptions | undef
 }
 
 export function createRedisClient(target: RedisTarget, options: RedisClientOptions = {}): RedisClient {
+  const commandTimeout = options.commandTimeoutMs ?? 1000;
   const failFast = {
-    commandTimeout: options.commandTimeoutMs ?? 1000,
+    commandTimeout,
+    // A command timeout leaves the connection open. A primary that is paused or cut off by a partition
+    // keeps it open too, silently: after this long without a byte while commands wait, the connection is
+    // dropped and rebuilt (with Sentinel: towards whichever node is primary by then).
+    socketTimeout: options.socketTimeoutMs ?? 2 * commandTimeout,
+    // How long a closing connection may wait for the server's goodbye. Leaving a silent primary (on a
+    // failover notice) must not wait for it.
+    disconnectTimeout: 200,
     connectTimeout: options.connectTimeoutMs ?? 2000,
     maxRetriesPerRequest: 1,
     // A command cut off by a dropped connection may or may not have run. Replaying it could turn a

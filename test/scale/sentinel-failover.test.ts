@@ -1,0 +1,268 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openRedisStore, type RedisStore } from '../../src/store/redis/index.ts';
+import { clientKey, type ClientKey } from '../helpers/broker.ts';
+import { redisAvailable, startSentinelGroup, type SentinelGroup } from '../peers/redis-sentinel.ts';
+import {
+  RecordingAgent,
+  assertionGrant,
+  brokerOn,
+  clientAssertion,
+  dpopGrant,
+  dpopKey,
+  dpopProof,
+  errorOf,
+  newCode,
+  redeem,
+  refresh,
+  type Node,
+} from './sentinel-flows.ts';
+
+// Catalogue HA-04 through the broker: a broker on redis+sentinel (one primary, two replicas, three
+// sentinels, real processes) under load — logins and token calls — while the primary fails over, by a
+// hard kill and by SENTINEL FAILOVER. Right after, the test replays what was used just before: an
+// authorization code, a refresh token (already rotated), a client assertion (its jti), a DPoP proof (its
+// jti) and a SAML assertion ID (the replay-cache entry the SAML connector writes).
+//
+// Asynchronous replication can lose the primary's last writes. The first test makes that loss
+// deterministic (replication held by the peer's relays, then the primary killed) and shows, with WAIT
+// off, the replays accepted: the failure storeOptions.waitReplicas exists for. With waitReplicas the
+// same markers are either acknowledged by a replica before the request succeeds — and then refused when
+// replayed after any failover — or the request fails closed (503) and nothing was issued.
+//
+// The broker follows the new primary without restart; the time from the failover to its first token
+// that needed a store write (a client assertion's jti) and to a green /readyz is printed.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Markers {
+  code: { code: string; verifier: string };
+  rotatedRefreshToken: string;
+  assertion: string;
+  dpop: string;
+  samlKey: string;
+}
+
+interface Replays {
+  code: number;
+  refresh: number;
+  assertion: number;
+  dpop: number;
+  saml: boolean;
+}
+
+describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover under load (HA-04)', () => {
+  let group: SentinelGroup | undefined;
+  let store: RedisStore | undefined;
+  let node: Node | undefined;
+  let svcKey: ClientKey;
+
+  afterEach(async () => {
+    await node?.close();
+    await store?.close();
+    await group?.stop();
+    node = undefined;
+    store = undefined;
+    group = undefined;
+  });
+
+  async function setUp(waitReplicas: number): Promise<Node> {
+    group = await startSentinelGroup({ relay: true });
+    svcKey = await clientKey();
+    store = openRedisStore(group.url, { prefix: `ha04-${randomUUID()}:`, waitReplicas, waitTimeoutMs: 500, onWarning: () => {} });
+    await store.ping();
+    node = await brokerOn(store, svcKey);
+    return node;
+  }
+
+  interface Prepared {
+    code: { code: string; verifier: string };
+    refreshToken: string;
+  }
+
+  /**
+   * What must exist on every replica before the markers are used: a code, and a refresh token from
+   * another login. Then only the markers (a consumed code, a rotated refresh token, jtis) can be lost.
+   */
+  async function prepare(n: Node): Promise<Prepared> {
+    const code = await newCode(n);
+    const other = await redeem(n, await newCode(n));
+    expect(other.status).toBe(200);
+    const { refresh_token: refreshToken } = (await other.json()) as { refresh_token: string };
+    const admin = (await group!.primary())!.admin();
+    try {
+      // WAIT counts this connection's write, and with it everything the primary executed before.
+      await admin.set('sync', randomUUID());
+      expect(await admin.wait(2, 5000)).toBe(2);
+    } finally {
+      admin.disconnect();
+    }
+    return { code, refreshToken };
+  }
+
+  /** Uses one of each marker; every use must succeed (200) for the replays to mean anything. */
+  async function useMarkers(n: Node, p: Prepared): Promise<{ markers: Markers; statuses: number[] }> {
+    const assertion = await clientAssertion(n.base, svcKey);
+    const dpop = await dpopProof(n, await dpopKey());
+    const samlKey = `saml-assertion:https://idp.example/${randomUUID()}:_${randomUUID()}`;
+    const [code, rotated, a, d, saml] = await Promise.all([
+      redeem(n, p.code),
+      refresh(n, p.refreshToken),
+      assertionGrant(n, assertion),
+      dpopGrant(n, dpop),
+      store!.replay.rememberOnce(samlKey, 600).then(
+        (first) => (first ? 200 : 400),
+        () => 503,
+      ),
+    ]);
+    return {
+      markers: { code: p.code, rotatedRefreshToken: p.refreshToken, assertion, dpop, samlKey },
+      statuses: [code.status, rotated.status, a.status, d.status, saml],
+    };
+  }
+
+  async function replay(n: Node, m: Markers): Promise<Replays> {
+    const [code, rt, a, d] = await Promise.all([redeem(n, m.code), refresh(n, m.rotatedRefreshToken), assertionGrant(n, m.assertion), dpopGrant(n, m.dpop)]);
+    return { code: code.status, refresh: rt.status, assertion: a.status, dpop: d.status, saml: await store!.replay.rememberOnce(m.samlKey, 600) };
+  }
+
+  /** Polls a store-writing token call until it succeeds; returns ms since `from`. */
+  async function firstToken(n: Node, from: number): Promise<number> {
+    for (;;) {
+      const res = await assertionGrant(n, await clientAssertion(n.base, svcKey));
+      if (res.status === 200) return Date.now() - from;
+      expect(res.status).toBe(503);
+      if (Date.now() - from > 60_000) throw new Error('no token within 60 s of the failover');
+      await sleep(50);
+    }
+  }
+
+  async function firstReady(n: Node, from: number): Promise<number> {
+    for (;;) {
+      if ((await fetch(`${n.base}/readyz`)).status === 200) return Date.now() - from;
+      if (Date.now() - from > 60_000) throw new Error('readyz not green within 60 s of the failover');
+      await sleep(50);
+    }
+  }
+
+  /** Token calls and logins in the background; every response is recorded. */
+  function load(n: Node): { stop(): Promise<{ statuses: number[]; logins: number }> } {
+    let running = true;
+    const statuses: number[] = [];
+    let logins = 0;
+    const tokenWorker = async () => {
+      while (running) {
+        const res = await assertionGrant(n, await clientAssertion(n.base, svcKey));
+        statuses.push(res.status);
+        await res.arrayBuffer();
+      }
+    };
+    const loginWorker = async () => {
+      while (running) {
+        const ua = new RecordingAgent();
+        try {
+          const res = await redeem(n, await newCode(n, ua));
+          statuses.push(res.status);
+          if (res.status === 200) logins++;
+        } catch {
+          // A login interrupted by the failover: its steps' statuses are checked below.
+        }
+        statuses.push(...ua.statuses);
+      }
+    };
+    const workers = [tokenWorker(), tokenWorker(), loginWorker()];
+    return {
+      async stop() {
+        running = false;
+        await Promise.all(workers);
+        return { statuses, logins };
+      },
+    };
+  }
+
+  it('HA-04 without WAIT (the loss waitReplicas prevents): markers used while replication lagged are accepted again after the primary is killed', async () => {
+    const n = await setUp(0);
+    const prepared = await prepare(n);
+    group!.holdReplication();
+    const { markers, statuses } = await useMarkers(n, prepared);
+    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    const old = group!.nodes[0];
+    await old.kill();
+    await group!.waitForNewPrimary(old);
+    await firstToken(n, Date.now());
+
+    const replayed = await replay(n, markers);
+    // Every one of them is accepted a second time: the primary acknowledged the markers, the replica that
+    // took over never had them.
+    expect(replayed).toEqual({ code: 200, refresh: 200, assertion: 200, dpop: 200, saml: true });
+  }, 180_000);
+
+  it('HA-04 with waitReplicas: a killed primary under load; acknowledged markers are refused when replayed, unacknowledged uses failed closed (503), no 500, the broker follows the new primary', async () => {
+    const n = await setUp(1);
+    const background = load(n);
+    await sleep(1000);
+
+    // Acknowledged by a replica before each request succeeded.
+    const acked = await useMarkers(n, await prepare(n));
+    expect(acked.statuses).toEqual([200, 200, 200, 200, 200]);
+
+    // Replication held: uses now fail closed, nothing is issued.
+    const toHold = await prepare(n);
+    group!.holdReplication();
+    const assertion = await clientAssertion(n.base, svcKey);
+    const dpop = await dpopProof(n, await dpopKey());
+    const held = await Promise.all([redeem(n, toHold.code), refresh(n, toHold.refreshToken), assertionGrant(n, assertion), dpopGrant(n, dpop)]);
+    for (const res of held) {
+      expect(res.status).toBe(503);
+      expect(await errorOf(res)).toBe('temporarily_unavailable');
+    }
+
+    const old = group!.nodes[0];
+    const killedAt = Date.now();
+    await old.kill();
+    const promoted = await group!.waitForNewPrimary(old);
+    const failoverMs = Date.now() - killedAt;
+    const [tokenMs, readyMs] = await Promise.all([firstToken(n, killedAt), firstReady(n, killedAt)]);
+    console.log(`HA-04 kill -9 of the primary: sentinels promoted ${promoted.port} after ${failoverMs} ms; first token after ${tokenMs} ms; /readyz green after ${readyMs} ms`);
+
+    // Replayed immediately: all refused with their protocol errors.
+    const replayed = await replay(n, acked.markers);
+    expect(replayed).toEqual({ code: 400, refresh: 400, assertion: 401, dpop: 400, saml: false });
+
+    // The uses that failed closed were never acknowledged and died with the old primary: each is accepted
+    // now, once, and refused when used again. Over the whole test, one success each.
+    const once = async (send: () => Promise<Response>) => [(await send()).status, (await send()).status];
+    expect(await once(() => redeem(n, toHold.code))).toEqual([200, 400]);
+    expect(await once(() => refresh(n, toHold.refreshToken))).toEqual([200, 400]);
+    expect(await once(() => assertionGrant(n, assertion))).toEqual([200, 401]);
+    expect(await once(() => dpopGrant(n, dpop))).toEqual([200, 400]);
+
+    const { statuses, logins } = await background.stop();
+    console.log(`HA-04 kill -9 load: ${statuses.length} responses (${statuses.filter((s) => s === 503).length} 503), ${logins} logins completed`);
+    // Under load nothing but success, fail-closed or a protocol refusal; never a 500.
+    expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
+    expect(logins).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('HA-04 with waitReplicas: SENTINEL FAILOVER under load; every marker used just before is refused right after', async () => {
+    const n = await setUp(1);
+    const background = load(n);
+    await sleep(1000);
+    const acked = await useMarkers(n, await prepare(n));
+    expect(acked.statuses).toEqual([200, 200, 200, 200, 200]);
+
+    const old = (await group!.primary())!;
+    const startedAt = Date.now();
+    await group!.failover();
+    const promoted = await group!.waitForNewPrimary(old);
+    const [tokenMs, readyMs] = await Promise.all([firstToken(n, startedAt), firstReady(n, startedAt)]);
+    console.log(`HA-04 SENTINEL FAILOVER: ${promoted.port} promoted after ${Date.now() - startedAt} ms; first token after ${tokenMs} ms; /readyz green after ${readyMs} ms`);
+
+    expect(await replay(n, acked.markers)).toEqual({ code: 400, refresh: 400, assertion: 401, dpop: 400, saml: false });
+    const { statuses, logins } = await background.stop();
+    console.log(`HA-04 SENTINEL FAILOVER load: ${statuses.length} responses (${statuses.filter((s) => s === 503).length} 503), ${logins} logins completed`);
+    expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
+    expect(logins).toBeGreaterThan(0);
+  }, 180_000);
+});
