@@ -127,7 +127,7 @@ export const configSchema = z
       })
       .default({ waitReplicas: 0, waitTimeoutMs: 1000 })
       .describe(
-        'Redis only: after each consent write, WAIT for waitReplicas replicas to acknowledge it within waitTimeoutMs; fewer means the write is reported as failed (503). 0 = no WAIT. Not supported with redis+cluster.',
+        'Redis only: after each security write (consumed codes and refresh tokens, replay markers such as client-assertion and DPoP jtis and SAML assertion IDs, revocations, account links, signing keys, consent changes), WAIT for waitReplicas replicas to acknowledge it within waitTimeoutMs; fewer means the write is reported as failed (503), so a failover or split brain cannot lose it and let a replay through. Set it with Sentinel (at most the number of replicas that stay up when the primary is lost). 0 = no WAIT. Not supported with redis+cluster.',
       ),
     profile: z.enum(['demo', 'none']).default('none'),
     trustProxy: z.boolean().default(false).describe('trust X-Forwarded-* from a TLS-terminating proxy'),
