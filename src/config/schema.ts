@@ -220,6 +220,11 @@ export const configSchema = z
         if (!upstreamIds.has(u) && !(u === 'demo' && cfg.profile === 'demo')) ctx.addIssue({ code: 'custom', path: ['clients', i, 'upstreams', j], message: `unknown upstream ${u}` });
       });
     });
+    // Only the connection or a trusted proxy can say a request came over https; with neither, an https
+    // issuer's Secure cookies cannot be set (every login would fail) and discovery would mix schemes.
+    if (cfg.issuer?.startsWith('https:') && !cfg.tls && !cfg.trustProxy) {
+      ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'an https issuer needs tls (the broker terminates TLS) or trustProxy (a TLS-terminating proxy in front)' });
+    }
     const rids = new Set<string>();
     cfg.resources.forEach((r, i) => {
       if (rids.has(r.identifier)) ctx.addIssue({ code: 'custom', path: ['resources', i, 'identifier'], message: 'duplicate resource' });

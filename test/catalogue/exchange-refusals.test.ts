@@ -91,6 +91,7 @@ describe('TX-04 public clients', () => {
     const attempt = () => parseConfig(
       {
         issuer: 'https://broker.test',
+        trustProxy: true,
         resources: [{ identifier: API2, scopes: ['patient/Patient.rs'] }],
         clients: [
           { client_id: 'pub', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', TE], redirect_uris: ['https://app.test/cb'], resources: [API2] },

@@ -29,6 +29,11 @@ describe('configuration', () => {
     expect(c.issuer).toBe('http://localhost:9100');
   });
 
+  it('an https issuer needs tls or trustProxy (nothing else can tell the broker a request came over https)', () => {
+    expect(problems(() => parseConfig({ issuer: 'https://broker.example' }, {}))).toContain('issuer: an https issuer needs tls (the broker terminates TLS) or trustProxy (a TLS-terminating proxy in front)');
+    expect(parseConfig({ issuer: 'https://broker.example', trustProxy: true }, {}).issuer).toBe('https://broker.example');
+  });
+
   it('names the path and the problem', () => {
     const p = problems(() =>
       parseConfig({ clients: [{ client_id: 'a', client_secret: 'x'.repeat(20), token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['https://ok.example/cb'] }, { client_id: 'b', client_secret: 'y'.repeat(20), token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['not-a-url'] }] }, {}),
