@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type * as oc from 'openid-client';
 import { z } from 'zod';
+import { checkJwsShape, JwsShapeError } from '../../src/crypto/jws-header.ts';
 import type { ConnectorDeps } from '../../src/identity/upstream.ts';
 import { readForm } from '../../src/web/form.ts';
 import { remoteKeys, type RemoteKeys } from './jwks.ts';
@@ -52,9 +53,11 @@ export function logoutVerifier(options: LogoutOptions) {
     }
     let header;
     try {
+      // The strict JWS shape every input applies (src/crypto/jws-header.ts), before any key.
+      checkJwsShape(token);
       header = decodeProtectedHeader(token);
-    } catch {
-      throw new LogoutTokenError('not a JWS');
+    } catch (err) {
+      throw new LogoutTokenError(err instanceof JwsShapeError ? err.message : 'not a JWS');
     }
     // Absent typ counts as "JWT"; any other explicit type (at+jwt, dpop+jwt...) is another kind of token.
     const typ = (header.typ ?? 'JWT').toLowerCase();

@@ -13,11 +13,13 @@ import { describeError } from './reasons.ts';
 import { isUpstreamOutage } from './outage.ts';
 import { logoutRoute } from './backchannel-logout.ts';
 import { remoteKeys, verifyIdTokenSignature, type RemoteKeys } from './jwks.ts';
+import { idTokenClaimsRefusal, idTokenShapeRefusal } from './id-token.ts';
 
 // The upstream OpenID Connect connector (openid-client 6): authorization code with PKCE, state =
 // the broker's login transaction id, nonce and PKCE verifier kept in that transaction (so they are
 // bound to the browser that started the login and work across broker instances), the ID token's
-// signature, iss, aud, azp, exp, iat, nonce and auth_time checked by openid-client, userinfo `sub`
+// iss, aud, azp, exp, iat, nonce and auth_time checked by openid-client, its shape, typ, signature,
+// events and future iat here (id-token.ts, jwks.ts), userinfo `sub`
 // matched to the ID token, and the preset's reading of assurance checked against what was asked.
 //
 // openid-client/passport is not used: its Strategy keeps state, nonce and verifier in req.session and
@@ -189,8 +191,11 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
       refuse(describeError(err));
     }
 
+    if (!tokens.id_token) refuse('no ID token');
+    const shape = idTokenShapeRefusal(tokens.id_token);
+    if (shape) refuse(shape);
     try {
-      if (!tokens.id_token || !idTokenKeys) throw new Error('no ID token');
+      if (!idTokenKeys) throw new Error('no ID token keys');
       await verifyIdTokenSignature(tokens.id_token, idTokenKeys, idTokenAlg);
     } catch (err) {
       if (err instanceof UpstreamUnavailableError) unavailable('ID token keys', err);
@@ -200,6 +205,8 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
     const verified = tokens.claims();
     const id = idTokenClaims.safeParse(verified);
     if (!verified || !id.success) refuse('ID token claims malformed');
+    const notAnIdToken = idTokenClaimsRefusal(id.data, config.clockSkew);
+    if (notAnIdToken) refuse(notAnIdToken);
     const subject = id.data.sub;
 
     let userinfo: Record<string, unknown> | undefined;

@@ -1,5 +1,7 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import type { ExchangeIssuerConfig } from '../config/exchange.ts';
+import { checkJwsShape, JwsShapeError } from '../crypto/jws-header.ts';
+import { SOLE_AUDIENCE, soleAudience } from './audience.ts';
 import { TokenRejected } from './errors.ts';
 import { looksLikeJwt, type TokenLabel } from './normalize.ts';
 import type { TokenTypeName } from './types.ts';
@@ -8,7 +10,8 @@ import type { TokenTypeName } from './types.ts';
 // The unverified `iss` only selects among issuers the configuration names (exact match); the keys come
 // from that configuration, so a forged `iss` can only pick keys that will not verify it (RFC 8725 3.10).
 // Each declared type has one `typ` (RFC 8725 3.11): an ID token sent as an access token, or an access
-// token sent as an ID token, is refused before its signature is even looked at.
+// token sent as an ID token, is refused before its signature is even looked at. Before any of that,
+// the strict JWS shape (src/crypto/jws-header.ts): compact, no crit or b64, no member named twice.
 
 export type Classified =
   | { opaque: true }
@@ -27,6 +30,12 @@ export function classifyToken(token: string, declared: TokenTypeName, label: Tok
     // The broker's opaque access tokens are looked up in its store.
     if (declared === 'access_token' && /^[A-Za-z0-9_-]{20,128}$/.test(token)) return { opaque: true };
     throw reject('format', `Malformed JWT in ${label}`);
+  }
+  try {
+    checkJwsShape(token);
+  } catch (err) {
+    if (err instanceof JwsShapeError) throw reject('header', `Invalid JOSE header or claims in ${label} JWT - ${err.message}`);
+    throw err;
   }
   let header: ProtectedHeaderParameters;
   let claims: JWTPayload;
@@ -73,9 +82,10 @@ export function checkClaimsUnverified(claims: JWTPayload, issuer: ExchangeIssuer
   if (typeof claims.nbf === 'number' && claims.nbf - skew > now) throw reject('expiry', `${label} is not valid yet (nbf)`);
   if (typeof claims.iat === 'number' && claims.iat - skew > now) throw reject('expiry', `${label} was issued in the future (iat)`);
   if (issuer !== 'self') {
-    const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
-    if (aud.length === 0) throw reject('audience', `Missing 'aud' claim in ${label} JWT`);
-    if (!aud.some((a) => issuer.audiences.includes(a))) throw reject('audience', `Invalid 'aud' claim in ${label} JWT - none of the expected audiences`);
+    if (claims.aud === undefined || (Array.isArray(claims.aud) && claims.aud.length === 0)) throw reject('audience', `Missing 'aud' claim in ${label} JWT`);
+    const aud = soleAudience(claims.aud);
+    if (aud === undefined) throw reject('audience', `Invalid 'aud' claim in ${label} JWT - ${SOLE_AUDIENCE}`);
+    if (!issuer.audiences.includes(aud)) throw reject('audience', `Invalid 'aud' claim in ${label} JWT - none of the expected audiences`);
     if (issuer.maxTokenAge !== undefined && typeof claims.iat === 'number' && now - claims.iat > issuer.maxTokenAge + skew) throw reject('expiry', `${label} is older than ${issuer.maxTokenAge} s`);
   }
 }

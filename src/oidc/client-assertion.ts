@@ -1,4 +1,5 @@
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { checkJwsShape, JwsShapeError } from '../crypto/jws-header.ts';
 
 // Checks on private_key_jwt client assertions that oidc-provider leaves to its
 // assertJwtClientAuthClaimsAndHeader hook (it has already verified the signature, iss, aud, exp and jti).
@@ -21,6 +22,17 @@ export function assertionTypeAllowed(typ: unknown): boolean {
 }
 
 export async function checkClientAssertion(ctx: KoaContextWithOIDC, claims: Record<string, unknown>, header: Record<string, unknown>): Promise<void> {
+  // The strict JWS shape every input applies (src/crypto/jws-header.ts), on the assertion as sent:
+  // oidc-provider decoded it with JSON.parse (the last of two members wins) and honours b64:false in
+  // crit. This runs after its signature check but before the assertion is accepted or its jti stored.
+  const raw = ctx.oidc.params?.client_assertion;
+  if (typeof raw !== 'string') throw new errors.InvalidClientAuth('client assertion missing');
+  try {
+    checkJwsShape(raw);
+  } catch (err) {
+    if (err instanceof JwsShapeError) throw new errors.InvalidClientAuth(`client assertion: ${err.message}`);
+    throw err;
+  }
   // oidc-provider also accepts the token endpoint URL, the current endpoint's URL or an array holding
   // the issuer. A single audience value, the issuer, is what FAPI 2 and RFC 7523bis require: an
   // assertion a client made for some other endpoint or server (or that a malicious server obtained

@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import type { StoreHealth } from '../store/health.ts';
+import { refusedDpopShape } from './dpop-precheck.ts';
 
 // oidc-provider is itself a Koa app: it is mounted with provider.callback() (not koa-mount, whose
 // cookie keys would clash) under the issuer's path. Requests for a prefix-mounted issuer get
@@ -33,6 +34,7 @@ export function mountProvider(getProvider: () => Provider, health: StoreHealth, 
       ctx.body = { error: 'temporarily_unavailable', error_description: 'the authorization server cannot reach its store; try again shortly' };
       return;
     }
+    if (refusedDpopShape(ctx, sub)) return;
     if (prefix) {
       (ctx.req as typeof ctx.req & { originalUrl?: string }).originalUrl = ctx.originalUrl;
       ctx.req.url = ctx.url.slice(prefix.length) || '/';

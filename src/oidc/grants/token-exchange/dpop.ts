@@ -1,12 +1,14 @@
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { checkJwsShape, JwsShapeError } from '../../../crypto/jws-header.ts';
 
 // DPoP (RFC 9449) for the exchange grant. oidc-provider validates proofs inside its own grant handlers
 // only and does not hand its helper to custom grants, so the same checks are made here: a dpop+jwt
 // signed by the public key it embeds, htm POST, htu the token endpoint, iat within oidc-provider's
 // 300-second window, and a jti used once (through the same atomic ReplayDetection.unique the broker
 // installs for client assertions). The broker configures no DPoP nonces, so a proof with one is refused.
+// First of all, the strict JWS shape every input applies (src/crypto/jws-header.ts).
 
 const WINDOW = 300;
 const ALGS = ['ES256', 'PS256', 'EdDSA'];
@@ -26,6 +28,12 @@ export interface DpopProof {
 export async function readDpopProof(ctx: KoaContextWithOIDC): Promise<DpopProof | undefined> {
   const proof = ctx.get('DPoP');
   if (!proof) return undefined;
+  try {
+    checkJwsShape(proof);
+  } catch (err) {
+    if (err instanceof JwsShapeError) throw new DpopError(`invalid DPoP proof: ${err.message}`);
+    throw err;
+  }
   let payload: Record<string, unknown>;
   let jwk: JWK;
   try {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type Provider from 'oidc-provider';
 import type { ExchangeConfig } from '../../../config/exchange.ts';
+import { SOLE_AUDIENCE, soleAudience } from '../../../exchange/audience.ts';
 import { classifyToken } from '../../../exchange/classify.ts';
 import { TokenRejected } from '../../../exchange/errors.ts';
 import { normalizeToken, type TokenLabel } from '../../../exchange/normalize.ts';
@@ -16,8 +17,9 @@ import { issuerKeys } from './jwks.ts';
 //  - the broker's own access tokens: signature against its published keys, typ at+jwt, not revoked,
 //    their grant still there, and, when they act under a consent, that consent still active for the
 //    carer at the root of the act chain; opaque ones are looked up in the store;
-//  - tokens of configured external issuers: signature against the issuer's JWKS, exact iss, aud one of
-//    the expected values, exp/nbf/iat within the issuer's clock skew, optional maximum age.
+//  - tokens of configured external issuers: signature against the issuer's JWKS, exact iss, one aud
+//    (exchange/audience.ts) that is one of the expected values, exp/nbf/iat within the issuer's clock
+//    skew, optional maximum age.
 
 export interface VerifierDeps {
   exchange: ExchangeConfig;
@@ -125,6 +127,8 @@ export function createExchangeVerifier(deps: VerifierDeps): ExchangeVerifier {
           }));
           // jose accepts an iat in the future; a token "issued" later than now plus the skew is refused.
           if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + issuer.clockSkew) throw new TokenRejected('invalid_request', 'expiry', `Invalid 'iat' claim in ${label} JWT - issued in the future`);
+          // jose accepts an audience array that merely includes an expected value; one audience only here.
+          if (soleAudience(claims.aud) === undefined) throw new TokenRejected('invalid_request', 'audience', `Invalid 'aud' claim in ${label} JWT - ${SOLE_AUDIENCE}`);
         }
       } catch (err) {
         return rejectFromJose(err, label);
