@@ -11,7 +11,7 @@ export { redisAvailable } from './redis.ts';
 // A real Sentinel group on loopback: one primary, one or more replicas and three sentinels, all
 // `redis-server` processes (`--sentinel` for the sentinels), for failover and split-brain tests. Every
 // process can be paused (SIGSTOP), resumed and killed (SIGKILL) by the test. With `relay: true` the
-// replicas replicate through small TCP relays in this process, so a test can hold replication back
+// first primary is reached through a small TCP relay in this process, so a test can hold replication back
 // (the primary keeps acknowledging writes the replicas never see), which makes the asynchronous
 // replication loss deterministic instead of a race.
 
@@ -50,7 +50,7 @@ export interface SentinelGroup {
    * paused sees the jump in its clock and stays passive (TILT) for 30 s by default.
    */
   tune(periods: Record<string, number>): Promise<void>;
-  /** Relays only: replicas stop receiving the primary's stream (held, not delivered; dropped if a side closes). */
+  /** Relay only: replicas stop receiving the first primary's stream (held, not delivered; dropped if a side closes). */
   holdReplication(): void;
   releaseReplication(): void;
   /** Waits until the primary sees `count` replicas online. */
@@ -145,13 +145,19 @@ function redisProcess(port: number, dir: string, argsFor: (extra: string[]) => s
   return proc;
 }
 
-/** A relay per replica: replica -> relay -> primary. Holding stops the primary's stream towards the replica. */
-function relayTo(targetPort: number): { server: Server; port: Promise<number>; hold(): void; release(): void; close(): void } {
-  const pairs = new Set<{ up: Socket; down: Socket }>();
+/**
+ * A relay in front of the first primary: everyone — replicas, sentinels, clients — reaches it through
+ * here, so the sentinels' view of the replicas' configuration stays consistent (a replica replicating from
+ * an address the sentinels do not know as the primary gets "fixed" by them). Connections that start
+ * replication (the replica sends PSYNC) are told apart, and holding stops the primary's stream on those
+ * only: clients and sentinels are served as before.
+ */
+function relayTo(targetPort: number): { port: Promise<number>; hold(): void; release(): void; close(): void } {
+  const pairs = new Set<{ up: Socket; down: Socket; replication: boolean }>();
   let held = false;
-  const server = createServer((down) => {
+  const server: Server = createServer((down) => {
     const up = connect(targetPort, '127.0.0.1');
-    const pair = { up, down };
+    const pair = { up, down, replication: false };
     pairs.add(pair);
     // Either side closing tears down the other without flushing: held data is lost, as on a real link.
     const end = () => {
@@ -160,10 +166,15 @@ function relayTo(targetPort: number): { server: Server; port: Promise<number>; h
       down.destroy();
     };
     up.on('data', (d) => down.write(d));
-    down.on('data', (d) => up.write(d));
+    down.on('data', (d) => {
+      if (!pair.replication && d.includes('PSYNC')) {
+        pair.replication = true;
+        if (held) up.pause();
+      }
+      up.write(d);
+    });
     up.on('close', end).on('error', end);
     down.on('close', end).on('error', end);
-    if (held) up.pause();
   });
   const port = new Promise<number>((resolve) => {
     server.listen(0, '127.0.0.1', () => {
@@ -171,16 +182,16 @@ function relayTo(targetPort: number): { server: Server; port: Promise<number>; h
       resolve(typeof a === 'object' && a ? a.port : 0);
     });
   });
+  const replication = () => [...pairs].filter((p) => p.replication);
   return {
-    server,
     port,
     hold() {
       held = true;
-      for (const p of pairs) p.up.pause();
+      for (const p of replication()) p.up.pause();
     },
     release() {
       held = false;
-      for (const p of pairs) p.up.resume();
+      for (const p of replication()) p.up.resume();
     },
     close() {
       for (const p of pairs) {
@@ -199,6 +210,8 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
   const nodes: Managed[] = [];
   const sentinels: Managed[] = [];
   const relays: ReturnType<typeof relayTo>[] = [];
+  // The port the sentinels know the first primary by: with a relay, the relay's.
+  let primaryAddress = 0;
   const sentinelDirs: string[] = [];
 
   const dataArgs = (port: number, dir: string) => (extra: string[]) => [
@@ -220,13 +233,14 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
     nodes.push(primary);
     await primary.start();
 
+    primaryAddress = primaryPort;
+    if (options.relay) {
+      const relay = relayTo(primaryPort);
+      relays.push(relay);
+      primaryAddress = await relay.port;
+    }
     for (let i = 0; i < replicaCount; i++) {
-      let upstream = primaryPort;
-      if (options.relay) {
-        const relay = relayTo(primaryPort);
-        relays.push(relay);
-        upstream = await relay.port;
-      }
+      const upstream = primaryAddress;
       const port = await freePort();
       const dir = mk(`node${i + 1}`);
       const node = redisProcess(port, dir, dataArgs(port, dir), ['--replicaof', '127.0.0.1', String(upstream)]);
@@ -248,7 +262,7 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
           'bind 127.0.0.1',
           `dir ${dir}`,
           `logfile ${join(dir, 'sentinel.log')}`,
-          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primaryPort} 2`,
+          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primaryAddress} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} ${downAfter}`,
           // A failover that stalls is retried after twice this, not after the default six minutes.
           `sentinel failover-timeout ${MASTER_NAME} 4000`,
@@ -318,7 +332,7 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
       async primary() {
         const views = await Promise.all(sentinels.filter((s) => s.alive).map((s) => named(s.port).catch(() => undefined)));
         if (views.length === 0 || views.some((v) => v !== views[0])) return undefined;
-        const node = nodes.find((n) => n.port === views[0]);
+        const node = nodes.find((n) => n.port === views[0] || (n === nodes[0] && views[0] === primaryAddress));
         if (!node || (await role(node.port).catch(() => undefined)) !== 'master') return undefined;
         return node;
       },
@@ -326,6 +340,8 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
         return until('a new primary', withinMs, async () => {
           const p = await this.primary();
           return p && p !== old ? p : undefined;
+        }).catch((err: Error) => {
+          throw new Error(`${err.message}\n${this.logs()}`);
         });
       },
       async failover() {

@@ -15,14 +15,16 @@ import {
   newCode,
   redeem,
   refresh,
+  revoke,
   type Node,
 } from './sentinel-flows.ts';
 
 // Catalogue HA-04 through the broker: a broker on redis+sentinel (one primary, two replicas, three
 // sentinels, real processes) under load — logins and token calls — while the primary fails over, by a
 // hard kill and by SENTINEL FAILOVER. Right after, the test replays what was used just before: an
-// authorization code, a refresh token (already rotated), a client assertion (its jti), a DPoP proof (its
-// jti) and a SAML assertion ID (the replay-cache entry the SAML connector writes).
+// authorization code, a refresh token (already rotated), a revoked refresh token (HA-19: a revocation
+// must not come undone by a failover), a client assertion (its jti), a DPoP proof (its jti) and a SAML
+// assertion ID (the replay-cache entry the SAML connector writes).
 //
 // Asynchronous replication can lose the primary's last writes. The first test makes that loss
 // deterministic (replication held by the peer's relays, then the primary killed) and shows, with WAIT
@@ -38,6 +40,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Markers {
   code: { code: string; verifier: string };
   rotatedRefreshToken: string;
+  revokedRefreshToken: string;
   assertion: string;
   dpop: string;
   samlKey: string;
@@ -46,6 +49,7 @@ interface Markers {
 interface Replays {
   code: number;
   refresh: number;
+  revoked: number;
   assertion: number;
   dpop: number;
   saml: boolean;
@@ -57,7 +61,12 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
   let node: Node | undefined;
   let svcKey: ClientKey;
 
+  let background: ReturnType<typeof load> | undefined;
+
   afterEach(async () => {
+    // A failed test leaves its load running: stop it before the broker goes.
+    await background?.stop();
+    background = undefined;
     await node?.close();
     await store?.close();
     await group?.stop();
@@ -78,6 +87,7 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
   interface Prepared {
     code: { code: string; verifier: string };
     refreshToken: string;
+    toRevoke: string;
   }
 
   /**
@@ -86,9 +96,12 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
    */
   async function prepare(n: Node): Promise<Prepared> {
     const code = await newCode(n);
-    const other = await redeem(n, await newCode(n));
-    expect(other.status).toBe(200);
-    const { refresh_token: refreshToken } = (await other.json()) as { refresh_token: string };
+    const refreshTokenOf = async () => {
+      const res = await redeem(n, await newCode(n));
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { refresh_token: string }).refresh_token;
+    };
+    const [refreshToken, toRevoke] = [await refreshTokenOf(), await refreshTokenOf()];
     const admin = (await group!.primary())!.admin();
     try {
       // WAIT counts this connection's write, and with it everything the primary executed before.
@@ -97,7 +110,7 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     } finally {
       admin.disconnect();
     }
-    return { code, refreshToken };
+    return { code, refreshToken, toRevoke };
   }
 
   /** Uses one of each marker; every use must succeed (200) for the replays to mean anything. */
@@ -105,9 +118,10 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     const assertion = await clientAssertion(n.base, svcKey);
     const dpop = await dpopProof(n, await dpopKey());
     const samlKey = `saml-assertion:https://idp.example/${randomUUID()}:_${randomUUID()}`;
-    const [code, rotated, a, d, saml] = await Promise.all([
+    const [code, rotated, revoked, a, d, saml] = await Promise.all([
       redeem(n, p.code),
       refresh(n, p.refreshToken),
+      revoke(n, p.toRevoke),
       assertionGrant(n, assertion),
       dpopGrant(n, dpop),
       store!.replay.rememberOnce(samlKey, 600).then(
@@ -116,14 +130,14 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
       ),
     ]);
     return {
-      markers: { code: p.code, rotatedRefreshToken: p.refreshToken, assertion, dpop, samlKey },
-      statuses: [code.status, rotated.status, a.status, d.status, saml],
+      markers: { code: p.code, rotatedRefreshToken: p.refreshToken, revokedRefreshToken: p.toRevoke, assertion, dpop, samlKey },
+      statuses: [code.status, rotated.status, revoked.status, a.status, d.status, saml],
     };
   }
 
   async function replay(n: Node, m: Markers): Promise<Replays> {
-    const [code, rt, a, d] = await Promise.all([redeem(n, m.code), refresh(n, m.rotatedRefreshToken), assertionGrant(n, m.assertion), dpopGrant(n, m.dpop)]);
-    return { code: code.status, refresh: rt.status, assertion: a.status, dpop: d.status, saml: await store!.replay.rememberOnce(m.samlKey, 600) };
+    const [code, rt, revoked, a, d] = await Promise.all([redeem(n, m.code), refresh(n, m.rotatedRefreshToken), refresh(n, m.revokedRefreshToken), assertionGrant(n, m.assertion), dpopGrant(n, m.dpop)]);
+    return { code: code.status, refresh: rt.status, revoked: revoked.status, assertion: a.status, dpop: d.status, saml: await store!.replay.rememberOnce(m.samlKey, 600) };
   }
 
   /** Polls a store-writing token call until it succeeds; returns ms since `from`. */
@@ -185,7 +199,7 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     const prepared = await prepare(n);
     group!.holdReplication();
     const { markers, statuses } = await useMarkers(n, prepared);
-    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
     const old = group!.nodes[0];
     await old.kill();
     await group!.waitForNewPrimary(old);
@@ -194,17 +208,17 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     const replayed = await replay(n, markers);
     // Every one of them is accepted a second time: the primary acknowledged the markers, the replica that
     // took over never had them.
-    expect(replayed).toEqual({ code: 200, refresh: 200, assertion: 200, dpop: 200, saml: true });
+    expect(replayed).toEqual({ code: 200, refresh: 200, revoked: 200, assertion: 200, dpop: 200, saml: true });
   }, 180_000);
 
   it('HA-04 with waitReplicas: a killed primary under load; acknowledged markers are refused when replayed, unacknowledged uses failed closed (503), no 500, the broker follows the new primary', async () => {
     const n = await setUp(1);
-    const background = load(n);
+    background = load(n);
     await sleep(1000);
 
     // Acknowledged by a replica before each request succeeded.
     const acked = await useMarkers(n, await prepare(n));
-    expect(acked.statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(acked.statuses).toEqual([200, 200, 200, 200, 200, 200]);
 
     // Replication held: uses now fail closed, nothing is issued.
     const toHold = await prepare(n);
@@ -227,7 +241,7 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
 
     // Replayed immediately: all refused with their protocol errors.
     const replayed = await replay(n, acked.markers);
-    expect(replayed).toEqual({ code: 400, refresh: 400, assertion: 401, dpop: 400, saml: false });
+    expect(replayed).toEqual({ code: 400, refresh: 400, revoked: 400, assertion: 401, dpop: 400, saml: false });
 
     // The uses that failed closed were never acknowledged and died with the old primary: each is accepted
     // now, once, and refused when used again. Over the whole test, one success each.
@@ -238,6 +252,7 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     expect(await once(() => dpopGrant(n, dpop))).toEqual([200, 400]);
 
     const { statuses, logins } = await background.stop();
+    background = undefined;
     console.log(`HA-04 kill -9 load: ${statuses.length} responses (${statuses.filter((s) => s === 503).length} 503), ${logins} logins completed`);
     // Under load nothing but success, fail-closed or a protocol refusal; never a 500.
     expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
@@ -247,10 +262,10 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
 
   it('HA-04 with waitReplicas: SENTINEL FAILOVER under load; every marker used just before is refused right after', async () => {
     const n = await setUp(1);
-    const background = load(n);
+    background = load(n);
     await sleep(1000);
     const acked = await useMarkers(n, await prepare(n));
-    expect(acked.statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(acked.statuses).toEqual([200, 200, 200, 200, 200, 200]);
 
     const old = (await group!.primary())!;
     const startedAt = Date.now();
@@ -259,8 +274,9 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
     const [tokenMs, readyMs] = await Promise.all([firstToken(n, startedAt), firstReady(n, startedAt)]);
     console.log(`HA-04 SENTINEL FAILOVER: ${promoted.port} promoted after ${Date.now() - startedAt} ms; first token after ${tokenMs} ms; /readyz green after ${readyMs} ms`);
 
-    expect(await replay(n, acked.markers)).toEqual({ code: 400, refresh: 400, assertion: 401, dpop: 400, saml: false });
+    expect(await replay(n, acked.markers)).toEqual({ code: 400, refresh: 400, revoked: 400, assertion: 401, dpop: 400, saml: false });
     const { statuses, logins } = await background.stop();
+    background = undefined;
     console.log(`HA-04 SENTINEL FAILOVER load: ${statuses.length} responses (${statuses.filter((s) => s === 503).length} 503), ${logins} logins completed`);
     expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
     expect(logins).toBeGreaterThan(0);

@@ -83,6 +83,11 @@ export function refresh(node: Node, refreshToken: string): Promise<Response> {
   return post(node, { grant_type: 'refresh_token', refresh_token: refreshToken }, { authorization: WEB });
 }
 
+/** RFC 7009 revocation of a refresh token by its client. */
+export function revoke(node: Node, refreshToken: string): Promise<Response> {
+  return fetch(`${node.base}/token/revocation`, { method: 'POST', headers: { 'content-type': FORM, authorization: WEB }, body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }) });
+}
+
 /** A private_key_jwt client assertion for `svc` with a fresh jti; aud is the issuer. */
 export function clientAssertion(issuer: string, svcKey: ClientKey): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
