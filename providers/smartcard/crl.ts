@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { SmartcardUpstreamConfig } from '../../src/config/upstream-smartcard.ts';
 import type { Cert } from './cert.ts';
+import type { RevocationTarget } from './revocation.ts';
 import { AsnConvert, asn1X509, x509 } from './x509.ts';
 
 // Certificate revocation lists from files or URLs, cached and refreshed. A CRL counts only when its
@@ -149,8 +150,8 @@ export class CrlCache {
     await Promise.all(this.#states.filter((s) => s.inflight !== undefined || this.#due(s, now)).map((s) => s.inflight ?? this.#load(s)));
   }
 
-  /** Revocation status of `cert`, issued by `issuer` (the next certificate of its validated path). */
-  async status(cert: Cert, issuer: Cert, isCa: boolean, clockSkewSeconds: number): Promise<RevocationStatus> {
+  /** Revocation status of `target`, issued by `issuer` (the next certificate of its validated path). */
+  async status(target: RevocationTarget, issuer: Cert, isCa: boolean, clockSkewSeconds: number): Promise<RevocationStatus> {
     await this.#refresh();
     const now = this.#now();
     const skew = clockSkewSeconds * 1000;
@@ -180,7 +181,7 @@ export class CrlCache {
     if (thisUpdate.getTime() - skew > now) return { status: 'unknown', reason: 'CRL not yet valid' };
     const staleAt = nextUpdate ? nextUpdate.getTime() + skew : thisUpdate.getTime() + this.#config.maxAgeSeconds * 1000;
     if (staleAt < now) return { status: 'unknown', reason: `CRL is stale${why}` };
-    const entry = best.crl.findRevoked(cert.px);
+    const entry = best.crl.findRevoked(target.serial.toString('hex'));
     if (entry) {
       const reason = entry.reason !== undefined ? x509.X509CrlReason[entry.reason] : 'unspecified';
       return { status: 'revoked', reason: `certificate revoked (${reason})` };

@@ -1,14 +1,16 @@
 import { TLSSocket, type DetailedPeerCertificate } from 'node:tls';
 import type { Context } from 'koa';
-import { UpstreamAuthError, type Connector, type ConnectorDeps, type LoginRequest, type UpstreamIdentity } from '../../src/identity/upstream.ts';
+import { UpstreamAuthError, type Connector, type ConnectorDeps, type LoginRequest, type SessionRechecker, type UpstreamIdentity } from '../../src/identity/upstream.ts';
 import type { SmartcardUpstreamConfig } from '../../src/config/upstream-smartcard.ts';
 import { CertificateFormatError, parseDer, readBundle, type Cert } from './cert.ts';
-import { CrlCache, type RevocationStatus } from './crl.ts';
+import { CrlCache } from './crl.ts';
 import { OcspClient } from './ocsp.ts';
 import { certificateHeaders, ForwardedHeaderError, headerValues, lookalikeHeader, readForwarded, signedHeaderValues } from './headers.ts';
 import { PathError, validatePath, type CertPath } from './path.ts';
 import { createProxyAuthenticator, ProxyAuthError, type HopInfo, type ProxyAuthenticator } from './proxy-auth.ts';
 import { claimsOf, SubjectError, subjectOf } from './identity.ts';
+import { pathStatus, targetOf } from './revocation.ts';
+import { recheckOf, sessionRechecker } from './session-recheck.ts';
 
 export { signForwarded, signatureBase, SIGNATURE_VERSION } from './proxy-auth.ts';
 
@@ -45,6 +47,7 @@ export interface SmartcardConnectorOptions {
 
 export interface SmartcardConnector extends Connector {
   readonly kind: 'smartcard';
+  readonly sessionRecheck: SessionRechecker;
 }
 
 function refuse(reason: string): never {
@@ -121,30 +124,20 @@ export async function createSmartcardConnector(config: SmartcardUpstreamConfig, 
     return { leaf: hop.peerChain[0], chain: hop.peerChain.slice(1), via: 'direct' };
   }
 
-  async function checkRevocation(path: CertPath): Promise<void> {
-    if (config.revocation.disabled) return;
-    const unknown: string[] = [];
-    const scope = config.revocation.crl?.scope ?? 'leaf';
-    const last = scope === 'chain' ? path.length - 1 : 1;
-    for (let i = 0; i < last; i++) {
-      const cert = path[i];
-      const issuer = path[i + 1];
-      const role = i === 0 ? 'user certificate' : 'intermediate';
-      const results: RevocationStatus[] = [];
-      if (crls) results.push(await crls.status(cert, issuer, i > 0, config.trust.clockSkewSeconds));
-      if (ocsp && i === 0) results.push(await ocsp.status(cert, issuer, config.trust.clockSkewSeconds));
-      const revoked = results.find((r) => r.status === 'revoked');
-      if (revoked && revoked.status === 'revoked') refuse(`${role} ${revoked.reason}`);
-      if (results.length && !results.some((r) => r.status === 'good')) {
-        unknown.push(`${role}: ${results.map((r) => (r.status === 'unknown' ? r.reason : r.status)).join('; ')}`);
-      }
-    }
-    if (unknown.length === 0) return;
-    const reason = `revocation status unknown: ${unknown.join(' | ')}`;
-    if (!config.revocation.failOpen) refuse(reason);
-    // Fail-open is an explicit choice; it must still be visible.
+  const sources = { config, crls, ocsp };
+  /** Fail-open is an explicit choice; it must still be visible. */
+  const revocationUnknown = (reason: string): void => {
     if (options.onRevocationUnknown) options.onRevocationUnknown(reason);
     else process.emitWarning(`${config.id}: ${reason} (failOpen: login allowed)`, 'SmartcardRevocationWarning');
+  };
+
+  async function checkRevocation(path: CertPath): Promise<void> {
+    const status = await pathStatus(targetOf(path[0]), path.slice(1), sources);
+    if (status.status === 'revoked') refuse(status.reason);
+    if (status.status === 'unknown') {
+      if (!config.revocation.failOpen) refuse(status.reason);
+      revocationUnknown(status.reason);
+    }
   }
 
   function parseAll(leaf: Buffer, chain: Buffer[]): { leaf: Cert; chain: Cert[] } {
@@ -188,6 +181,7 @@ export async function createSmartcardConnector(config: SmartcardUpstreamConfig, 
       assurance: { acr: config.assurance.acr, amr: [...config.assurance.amr], aal: config.assurance.aal },
       // The certificate was presented (its key used in a TLS handshake) for this request.
       authTime: Math.floor(now() / 1000),
+      recheck: recheckOf(path),
     };
   }
 
@@ -195,6 +189,7 @@ export async function createSmartcardConnector(config: SmartcardUpstreamConfig, 
     id: config.id,
     displayName: config.displayName,
     kind: 'smartcard',
+    sessionRecheck: sessionRechecker(config, sources, now, revocationUnknown),
 
     async begin(ctx: Context, request: LoginRequest): Promise<Record<string, string>> {
       // The certificate travels with the browser's next request (TLS or proxy header): go straight back.

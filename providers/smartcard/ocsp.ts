@@ -4,6 +4,7 @@ import * as ocspAsn from '@peculiar/asn1-ocsp';
 import type { SmartcardUpstreamConfig } from '../../src/config/upstream-smartcard.ts';
 import { parseDer, type Cert } from './cert.ts';
 import type { RevocationStatus } from './crl.ts';
+import type { RevocationTarget } from './revocation.ts';
 import { AsnConvert, asn1X509, x509 } from './x509.ts';
 
 // OCSP (RFC 6960) for the user's certificate, best effort beside the CRL: a request with a SHA-1
@@ -32,16 +33,12 @@ function keyBits(cert: Cert): ArrayBuffer {
   return AsnConvert.parse(cert.px.publicKey.rawData, asn1X509.SubjectPublicKeyInfo).subjectPublicKey;
 }
 
-function serialOf(cert: Cert): Buffer {
-  return Buffer.from(AsnConvert.parse(cert.der, asn1X509.Certificate).tbsCertificate.serialNumber);
-}
-
-export function certId(cert: Cert, issuer: Cert): ocspAsn.CertID {
+export function certId(serial: Buffer, issuer: Cert): ocspAsn.CertID {
   return new ocspAsn.CertID({
     hashAlgorithm: new asn1X509.AlgorithmIdentifier({ algorithm: SHA1, parameters: null }),
     issuerNameHash: new OctetString(sha1(issuer.subjectDer)),
     issuerKeyHash: new OctetString(sha1(keyBits(issuer))),
-    serialNumber: new Uint8Array(serialOf(cert)).buffer,
+    serialNumber: new Uint8Array(serial).buffer,
   });
 }
 
@@ -62,11 +59,6 @@ export function buildRequest(id: ocspAsn.CertID, nonce: Buffer | undefined): Buf
   return Buffer.from(AsnConvert.serialize(req));
 }
 
-function responderUrl(cert: Cert, config: OcspConfig): string | undefined {
-  if (config.url) return config.url;
-  const aia = cert.px.getExtension(x509.AuthorityInfoAccessExtension);
-  return aia?.ocsp.find((n) => n.type === 'url')?.value;
-}
 
 async function post(url: string, body: Buffer, timeoutMs: number): Promise<Buffer> {
   const res = await fetch(url, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' }, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
@@ -85,10 +77,10 @@ export class OcspClient {
     this.#now = now;
   }
 
-  async status(cert: Cert, issuer: Cert, clockSkewSeconds: number): Promise<RevocationStatus> {
-    const url = responderUrl(cert, this.#config);
+  async status(target: RevocationTarget, issuer: Cert, clockSkewSeconds: number): Promise<RevocationStatus> {
+    const url = this.#config.url ?? target.ocspUrl;
     if (!url) return { status: 'unknown', reason: 'OCSP: no responder URL' };
-    const id = certId(cert, issuer);
+    const id = certId(target.serial, issuer);
     const nonce = this.#config.nonce ? randomBytes(16) : undefined;
     let raw: Buffer;
     try {

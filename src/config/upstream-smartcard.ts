@@ -192,6 +192,17 @@ export const smartcardUpstreamSchema = z
     proxy: proxySchema.optional(),
     subject: subjectSchema,
     assurance: assuranceSchema.default({ amr: ['sc'] }),
+    /**
+     * Longest a broker sign-in session from this upstream is reused (single sign-on) before the card must be
+     * presented again; every reuse within it re-checks the certificate's revocation (CC-22). 0: never reused.
+     */
+    maxSessionAgeSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(86_400)
+      .default(900)
+      .describe('seconds a broker session from a smartcard sign-in is reused at most before the card is asked for again (each reuse re-checks revocation); 0 = a fresh sign-in every time'),
   })
   .superRefine((c, ctx) => {
     if (!c.direct && c.proxy === undefined) ctx.addIssue({ code: 'custom', path: ['direct'], message: 'accept the certificate directly (direct: true), from a proxy (proxy: …), or both' });

@@ -116,6 +116,8 @@ export function withCircuitBreaker(inner: Connector, settings: CircuitBreakerCon
     displayName: inner.displayName,
     kind: inner.kind,
     ...(inner.routes && { routes: inner.routes }),
+    // A re-check reaches the certificate's responders, not the upstream's login path: not guarded.
+    ...(inner.sessionRecheck && { sessionRecheck: inner.sessionRecheck }),
     circuitState: current,
     async begin(ctx, request) {
       const s = current();

@@ -23,6 +23,24 @@ export interface UpstreamIdentity {
   /** Epoch seconds of the upstream authentication. */
   authTime: number;
   sessionIndex?: string;
+  /**
+   * What the connector needs to check later that this login still holds (a smartcard certificate's
+   * issuers and serial), kept with the broker session; JSON, and never personal data.
+   */
+  recheck?: Record<string, unknown>;
+}
+
+export type RecheckResult = { valid: true } | { valid: false; reason: string };
+
+/**
+ * A connector whose logins can stop holding after the fact (a smartcard certificate revoked): the broker
+ * session such a login started is re-checked whenever it is reused, and is bounded in age.
+ */
+export interface SessionRechecker {
+  /** Longest a broker session from this upstream is reused, in seconds, before a fresh login. */
+  readonly maxSessionAge: number;
+  /** Whether the login `recheck` (an UpstreamIdentity's) came from still holds; `reason` goes to the log only. */
+  recheck(recheck: Record<string, unknown>): Promise<RecheckResult>;
 }
 
 export interface LoginRequest {
@@ -64,6 +82,8 @@ export interface Connector {
   complete(ctx: Context, tx: LoginTransaction): Promise<UpstreamIdentity>;
   /** Routes the connector serves itself (for example the demo persona page, SAML metadata). */
   routes?: Array<{ method: 'GET' | 'POST'; path: string; handler: (ctx: Context) => Promise<void> }>;
+  /** Re-checks of the broker sessions its logins start (smartcard). */
+  sessionRecheck?: SessionRechecker;
 }
 
 /** An upstream answer that failed verification. The user sees a generic page; `reason` goes to the audit log only. */

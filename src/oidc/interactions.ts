@@ -13,6 +13,7 @@ import { mapIdentity, MappingError } from '../identity/mapping.ts';
 import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts';
 import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
 import { entitledClaims, keepEntitled } from '../identity/entitlements.ts';
+import { registerSessionRechecks, type RecheckOnReuse } from '../identity/session-recheck.ts';
 import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
 import { rememberGrant } from './account-grants.ts';
@@ -66,6 +67,9 @@ export function interactionRoutes(options: InteractionOptions): Router {
   const router = new Router();
   const byId = new Map(options.connectors.map((c) => [c.id, c]));
   const { store } = options;
+  // The OP's login policy re-checks smartcard sessions on reuse through these connectors; an ended one is
+  // reported as a failed login (identity/session-recheck.ts).
+  registerSessionRechecks(store, options.connectors, (ctx, connectorId, reason) => options.events?.loginFailed?.(ctx, connectorId, reason));
 
   const csrfFor = (uid: string): string => createHmac('sha256', options.csrfKey).update(`csrf:${uid}`).digest('base64url');
   function checkCsrf(uid: string, form: URLSearchParams): void {
@@ -182,13 +186,17 @@ export function interactionRoutes(options: InteractionOptions): Router {
   }
 
   async function finishLogin(ctx: Context, accountId: string, identity: UpstreamIdentity, role: SelectedRole | undefined, actAs?: GrantContext['actAs']): Promise<void> {
-    // A smartcard session ends with the browser (the card may be pulled or revoked at any time).
-    const remember = byId.get(identity.provider)?.kind !== 'smartcard';
+    const connector = byId.get(identity.provider);
+    // A smartcard session ends with the browser (the card may be pulled or revoked at any time), and every
+    // reuse of it re-checks the card: the login policy records what that needs (identity/session-recheck.ts).
+    const remember = connector?.kind !== 'smartcard';
+    const recheck: RecheckOnReuse | undefined = connector?.sessionRecheck && identity.recheck ? { connectorId: connector.id, recheck: identity.recheck, maxAge: connector.sessionRecheck.maxSessionAge } : undefined;
     const context: GrantContext = { role, actAs, upstream: identity.provider, assurance: { aal: identity.assurance.aal, vot: identity.assurance.vot, proofing: identity.assurance.proofing } };
     await finish(ctx, {
       login: { accountId, acr: identity.assurance.acr, amr: identity.assurance.amr, ts: identity.authTime, remember },
       // Carried to the consent step (lastSubmission) and saved against the grant.
       broker: context,
+      ...(recheck && { recheck }),
     });
   }
 

@@ -9,6 +9,7 @@ import { ACR_VALUES } from '../identity/assurance.ts';
 import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
 import { derivedTokenActive, exchangedTokenClaims } from './grants/token-exchange.ts';
 import { sessionEnded } from './account-grants.ts';
+import { bindSession, mayReuseSession, type RecheckOnReuse } from '../identity/session-recheck.ts';
 import { checkClientAssertion } from './client-assertion.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
@@ -63,8 +64,8 @@ export function maxAccessTokenTTL(config: BrokerConfig): number {
   return Math.max(config.tokens.userAccessTokenTTL, 600, ...config.resources.map((r) => r.accessTokenTTL));
 }
 
-/** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO) must log in again. */
-function loginPolicy(store: Store, delegation: DelegationHooks) {
+/** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO), or whose smartcard no longer holds, must log in again. */
+function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: number) {
   const policy = interactionPolicy.base();
   // Someone who may act for others chooses whom at sign-in. With an SSO session from an earlier login
   // there was no choice in this authorization, so a client asking for patient data gets a fresh login
@@ -82,6 +83,21 @@ function loginPolicy(store: Store, delegation: DelegationHooks) {
       const { session } = ctx.oidc;
       if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       return (await sessionEnded(store, session.accountId, session.loginTs)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+  // A smartcard session is re-checked (revocation) on every reuse, and bounded in age (CC-22); see
+  // identity/session-recheck.ts. Checks run on every authorization, the one that completes a login included:
+  // that one records what reusing the session will need.
+  policy.get('login')!.checks.add(
+    new interactionPolicy.Check('login_recheck', 'the sign-in this session came from no longer holds', async (ctx) => {
+      const { session, result } = ctx.oidc;
+      if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      const fresh = result as { login?: unknown; recheck?: RecheckOnReuse } | undefined;
+      if (fresh?.login) {
+        await bindSession(store, session, fresh.recheck, sessionTTL);
+        return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      }
+      return (await mayReuseSession(store, session, sessionTTL, ctx)).reuse ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
     }),
   );
   return policy;
@@ -160,7 +176,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       Session: config.tokens.sessionTTL,
       Interaction: 600,
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store, options.delegation) },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store, options.delegation, config.tokens.sessionTTL) },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

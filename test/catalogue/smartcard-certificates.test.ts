@@ -204,6 +204,7 @@ describe('catalogue section 4: certificates and their mapping, through the broke
         baseUpstream(p, 'sc-issuer-serial', { trust: roots, proxy, subject: { from: 'issuer-serial' } }),
         baseUpstream(p, 'sc-ocsp', { trust: roots, proxy, revocation: { ocsp: { url: ocsp.url, timeoutMs: 500 } } }),
         baseUpstream(p, 'sc-ocsp-open', { trust: roots, proxy, revocation: { ocsp: { url: ocsp.url, timeoutMs: 500 }, failOpen: true } }),
+        baseUpstream(p, 'sc-brief', { trust: roots, proxy, maxSessionAgeSeconds: 1 }),
         baseUpstream(p, 'sc-xfcc', { proxy: { format: 'xfcc', xfccBy: [XFCC_BY], authentication: hmac } }),
       ],
     });
@@ -452,6 +453,27 @@ describe('catalogue section 4: certificates and their mapping, through the broke
   });
 
   describe('CC-22 a card revoked after sign-in', () => {
+    /** A smartcard sign-in (alice) through `up` in a browser of its own, which keeps the broker session. */
+    const signedIn = async (up: string): Promise<RecordingBrowser> => {
+      const b = new RecordingBrowser(bed.pki);
+      browsers.push(b);
+      const a = await attempt(bed, b, up, (url) => signed9440(url, sf(bed.pki.users.alice), sf(bed.pki.issuing)));
+      expect(a.outcome.kind, a.reasons).toBe('client');
+      return b;
+    };
+    /** A new authorization in `b`, no card presented: a code at once (the session reused), or a page. */
+    const again = async (b: TlsBrowser) => {
+      const since = bed.logs.length;
+      const auth = await bed.authorizationUrl();
+      const outcome = await bed.follow(b, await b.get(auth.url), auth.url);
+      return { outcome, reasons: bed.reasons(since).join(' | '), logs: JSON.stringify(bed.logs.slice(since)) };
+    };
+    const expectSignInAsked = (r: Awaited<ReturnType<typeof again>>) => {
+      expect(r.outcome.kind, r.reasons).toBe('page');
+      // The sign-in chooser (the card is asked for again), not an error page.
+      if (r.outcome.kind === 'page') expect(r.outcome.html).toContain('name="upstream"');
+    };
+
     let signedInBrowser: RecordingBrowser | undefined;
     it('CC-22 the session cookie of a smartcard sign-in ends with the browser; the revoked card is refused at the next login', async () => {
       ocsp.mode = 'good';
@@ -467,14 +489,79 @@ describe('catalogue section 4: certificates and their mapping, through the broke
       signedInBrowser = b;
     });
 
-    // Known gap (reported): within the browser session the OP session is reused (up to tokens.sessionTTL)
-    // and a new authorization gets a code without the card being checked again.
-    it.fails('CC-22 the same browser, after its card was revoked, gets no new code without a fresh login (known gap)', async () => {
+    it('CC-22 the same browser, after its card was revoked, gets no new code without a fresh login: the re-check ends its session', async () => {
       expect(signedInBrowser).toBeDefined();
       ocsp.mode = 'revoked';
-      const again = await bed.authorizationUrl();
-      const out = await bed.follow(signedInBrowser!, await signedInBrowser!.get(again.url), again.url);
-      expect(out.kind).toBe('page');
+      const before = await bed.counts();
+      const r = await again(signedInBrowser!);
+      expectSignInAsked(r);
+      expect(r.reasons).toMatch(/session re-check: user certificate certificate revoked \(OCSP\)/);
+      expect((await bed.counts()).codes).toBe(before.codes);
+      // Nothing about the card's holder in what was logged.
+      expect(r.logs).not.toMatch(/Alice|555000000001/);
+      // Ended for good: a responder answering "good" again does not revive it.
+      ocsp.mode = 'good';
+      expectSignInAsked(await again(signedInBrowser!));
+    });
+
+    it('[P] CC-22 while the card is good and the session young, the same browser gets a code without presenting it again, after a fresh OCSP answer', async () => {
+      ocsp.mode = 'good';
+      const b = await signedIn('sc-ocsp');
+      const hits = ocsp.hits;
+      const r = await again(b);
+      expect(r.outcome.kind, r.reasons).toBe('client');
+      expect(ocsp.hits).toBeGreaterThan(hits);
+    });
+
+    it('CC-22 a responder that cannot be reached ends the session (fail closed); under failOpen it is reused, with a warning', async () => {
+      ocsp.mode = 'good';
+      const closed = await signedIn('sc-ocsp');
+      const open = await signedIn('sc-ocsp-open');
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => void (w.name === 'SmartcardRevocationWarning' && warnings.push(w.message));
+      process.on('warning', onWarning);
+      try {
+        ocsp.mode = 'down';
+        const c = await again(closed);
+        expectSignInAsked(c);
+        expect(c.reasons).toMatch(/session re-check: revocation status unknown/);
+        expect((await again(open)).outcome.kind).toBe('client');
+        await new Promise((r) => setImmediate(r));
+        expect(warnings.join()).toMatch(/sc-ocsp-open: revocation status unknown/);
+      } finally {
+        process.off('warning', onWarning);
+        ocsp.mode = 'good';
+      }
+    });
+
+    it('CC-22 a session older than the upstream\'s maxSessionAgeSeconds is not reused, the card being good', async () => {
+      const b = await signedIn('sc-brief');
+      await new Promise((r) => setTimeout(r, 2100));
+      const r = await again(b);
+      expectSignInAsked(r);
+      expect(r.reasons).toMatch(/maximum session age/);
+    });
+
+    it('CC-22 what a session keeps for its re-check is the card\'s serial, expiry, responder and issuing CAs: no personal data', async () => {
+      await signedIn('sc-ocsp');
+      const { DatabaseSync } = await import('node:sqlite');
+      const db = new DatabaseSync(bed.broker.config.store.slice('sqlite:'.length), { readOnly: true });
+      let rows: Array<{ payload: string }>;
+      try {
+        rows = db.prepare("SELECT payload FROM oidc_models WHERE model = 'SessionRecheck'").all() as Array<{ payload: string }>;
+      } finally {
+        db.close();
+      }
+      expect(rows.length).toBeGreaterThan(0);
+      // No session of any card holder signed in so far keeps a name, UID or e-mail address.
+      for (const { payload } of rows) expect(payload).not.toMatch(/Alice|Example|555000\d{6}|@/);
+      type Kept = { connectorId: string; loginTs: number; ended?: string; recheck: { serial: string; issuers: string[]; notAfter: number } };
+      // The newest live session through sc-ocsp: the sign-in just made (alice's card).
+      const [record] = rows.map((r) => JSON.parse(r.payload) as Kept).filter((r) => r.connectorId === 'sc-ocsp' && !r.ended).sort((a, b) => b.loginTs - a.loginTs);
+      expect(record).toBeDefined();
+      expect(Object.keys(record.recheck)).toEqual(expect.arrayContaining(['issuers', 'notAfter', 'serial']));
+      expect(record.recheck.serial).toBe(bed.pki.users.alice.cert.serialNumber);
+      expect(record.recheck.issuers).toEqual([der(bed.pki.issuing).toString('base64url'), der(bed.pki.root).toString('base64url')]);
     });
   });
 
