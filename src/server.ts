@@ -18,6 +18,7 @@ import { watchStore, type StoreHealth } from './store/health.ts';
 import { AccountService } from './identity/accounts.ts';
 import type { Connector } from './identity/upstream.ts';
 import { CIRCUIT_GAUGE, withCircuitBreaker, type CircuitEvents } from './identity/circuit-breaker.ts';
+import { sessionRechecksOf } from './identity/session-recheck.ts';
 import { circuitBreakerSchema } from './config/upstream-common.ts';
 import { ensureKeys, keyEpoch, privateJwks, publicJwks } from './oidc/keys.ts';
 import { buildProvider } from './oidc/provider.ts';
@@ -286,8 +287,17 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     return { accountId: sub, claims: async () => ({ ...profile, ...context, sub }) };
   };
 
+  const loginFailed = (ctx: Koa.Context, connectorId: string, reason: string): void => {
+    metrics.logins.inc({ provider: connectorId, outcome: 'failure' });
+    log.warn({ requestId: ctx.state.requestId, provider: connectorId, reason }, 'upstream login failed');
+    audit({ type: 'upstream.login.failure', outcome: 'failure', requestId: ctx.state.requestId, details: { provider: connectorId, reason } });
+  };
+  // Smartcard sessions are re-checked on reuse through their connectors; an ended one counts as a failed login.
+  const sessionRechecks = sessionRechecksOf(connectors, loginFailed);
+
   const makeProvider = (): Provider => {
     const p = buildProvider({
+      sessionRechecks,
       config,
       store,
       jwks: privateJwks(keys, sealer) as Parameters<typeof buildProvider>[0]['jwks'],
@@ -421,11 +431,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
         log.info({ requestId: ctx.state.requestId, provider: identity.provider, accountId, clientId, acr: identity.assurance.acr }, 'upstream login succeeded');
         audit({ type: 'upstream.login.success', outcome: 'success', subject: accountId, client: clientId, requestId: ctx.state.requestId, details: { provider: identity.provider, acr: identity.assurance.acr ?? null, aal: identity.assurance.aal ?? null, proofing: identity.assurance.proofing ?? null } });
       },
-      loginFailed: (ctx, connectorId, reason) => {
-        metrics.logins.inc({ provider: connectorId, outcome: 'failure' });
-        log.warn({ requestId: ctx.state.requestId, provider: connectorId, reason }, 'upstream login failed');
-        audit({ type: 'upstream.login.failure', outcome: 'failure', requestId: ctx.state.requestId, details: { provider: connectorId, reason } });
-      },
+      loginFailed,
     },
   });
   app.use(interactions.routes());

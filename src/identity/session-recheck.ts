@@ -23,21 +23,17 @@ export interface RecheckOnReuse {
   maxAge: number;
 }
 
-interface Registry {
-  rechecks: Map<string, SessionRechecker>;
+/** The connectors' re-checks, by connector id, built once by the composition root and handed to the OP's login policy. */
+export interface SessionRechecks {
+  rechecks: ReadonlyMap<string, SessionRechecker>;
   /** Told once when a session is ended (for the log and audit; the reason holds no personal data). */
   ended?: (ctx: Context, connectorId: string, reason: string) => void | Promise<void>;
 }
 
-// The OP (and its login policy) and the interaction routes that hold the connectors are built apart by the
-// composition root; the routes register the connectors' re-checks here under the broker's store, which is
-// one per broker and handed to both.
-const registries = new WeakMap<Store, Registry>();
-
-export function registerSessionRechecks(store: Store, connectors: Connector[], ended?: Registry['ended']): void {
+export function sessionRechecksOf(connectors: readonly Connector[], ended?: SessionRechecks['ended']): SessionRechecks {
   const rechecks = new Map<string, SessionRechecker>();
   for (const c of connectors) if (c.sessionRecheck) rechecks.set(c.id, c.sessionRecheck);
-  registries.set(store, { rechecks, ended });
+  return { rechecks, ended };
 }
 
 export interface OpSession {
@@ -61,7 +57,7 @@ export async function bindSession(store: Store, session: OpSession, onReuse: Rec
 export type ReuseDecision = { reuse: true } | { reuse: false; reason: string };
 
 /** Whether this existing session may be reused for a new authorization without a fresh login. */
-export async function mayReuseSession(store: Store, session: OpSession, ttl: number, ctx: Context, now = Date.now()): Promise<ReuseDecision> {
+export async function mayReuseSession(store: Store, checks: SessionRechecks, session: OpSession, ttl: number, ctx: Context, now = Date.now()): Promise<ReuseDecision> {
   const record = await store.oidc.find(MODEL, session.uid);
   if (!record) return session.transient ? { reuse: false, reason: 'a smartcard session without its re-check record' } : { reuse: true };
   if (record.loginTs !== session.loginTs) return { reuse: false, reason: 'the re-check record is for another sign-in' };
@@ -70,11 +66,11 @@ export async function mayReuseSession(store: Store, session: OpSession, ttl: num
   const end = async (reason: string): Promise<ReuseDecision> => {
     // Kept, marked ended: the session stays refused until a fresh login replaces the record.
     await store.oidc.upsert(MODEL, session.uid, { ...record, ended: reason }, ttl);
-    await registries.get(store)?.ended?.(ctx, connectorId, reason);
+    await checks.ended?.(ctx, connectorId, reason);
     return { reuse: false, reason };
   };
   if (typeof record.notAfter !== 'number' || now / 1000 >= record.notAfter) return end('session re-check: the maximum session age for this sign-in has passed');
-  const rechecker = registries.get(store)?.rechecks.get(connectorId);
+  const rechecker = checks.rechecks.get(connectorId);
   if (!rechecker) return end('session re-check: the upstream is no longer configured');
   let result: RecheckResult;
   try {

@@ -13,7 +13,7 @@ import { mapIdentity, MappingError } from '../identity/mapping.ts';
 import { meetsAssurance, type MinimumAssurance } from '../identity/assurance.ts';
 import { preselectedRole, rolesOf, toSelected, type SelectedRole } from '../identity/roles.ts';
 import { entitledClaims, keepEntitled } from '../identity/entitlements.ts';
-import { registerSessionRechecks, type RecheckOnReuse } from '../identity/session-recheck.ts';
+import type { RecheckOnReuse } from '../identity/session-recheck.ts';
 import type { MappingConfig, LinkableConfig } from '../config/upstream-common.ts';
 import { saveGrantContext, type GrantContext } from './grant-context.ts';
 import { rememberGrant } from './account-grants.ts';
@@ -67,9 +67,6 @@ export function interactionRoutes(options: InteractionOptions): Router {
   const router = new Router();
   const byId = new Map(options.connectors.map((c) => [c.id, c]));
   const { store } = options;
-  // The OP's login policy re-checks smartcard sessions on reuse through these connectors; an ended one is
-  // reported as a failed login (identity/session-recheck.ts).
-  registerSessionRechecks(store, options.connectors, (ctx, connectorId, reason) => options.events?.loginFailed?.(ctx, connectorId, reason));
 
   const csrfFor = (uid: string): string => createHmac('sha256', options.csrfKey).update(`csrf:${uid}`).digest('base64url');
   function checkCsrf(uid: string, form: URLSearchParams): void {

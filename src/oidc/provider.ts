@@ -9,7 +9,7 @@ import { ACR_VALUES } from '../identity/assurance.ts';
 import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } from './grant-context.ts';
 import { derivedTokenActive, exchangedTokenClaims } from './grants/token-exchange.ts';
 import { sessionEnded } from './account-grants.ts';
-import { bindSession, mayReuseSession, type RecheckOnReuse } from '../identity/session-recheck.ts';
+import { bindSession, mayReuseSession, type RecheckOnReuse, type SessionRechecks } from '../identity/session-recheck.ts';
 import { checkClientAssertion } from './client-assertion.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
@@ -43,6 +43,8 @@ export interface ProviderOptions {
   cookieKeys: string[];
   findAccount: FindAccount;
   pages: ProviderPages;
+  /** How sessions from upstreams that need it (smartcards) are re-checked on reuse; none when absent. */
+  sessionRechecks?: SessionRechecks;
   /** Test-only: lets oidc-provider fetch client JWKS from loopback. Never set in production. */
   allowLoopbackFetch?: boolean;
 }
@@ -65,7 +67,7 @@ export function maxAccessTokenTTL(config: BrokerConfig): number {
 }
 
 /** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO), or whose smartcard no longer holds, must log in again. */
-function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: number) {
+function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: number, rechecks: SessionRechecks) {
   const policy = interactionPolicy.base();
   // Someone who may act for others chooses whom at sign-in. With an SSO session from an earlier login
   // there was no choice in this authorization, so a client asking for patient data gets a fresh login
@@ -97,7 +99,7 @@ function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: numb
         await bindSession(store, session, fresh.recheck, sessionTTL);
         return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       }
-      return (await mayReuseSession(store, session, sessionTTL, ctx)).reuse ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
+      return (await mayReuseSession(store, rechecks, session, sessionTTL, ctx)).reuse ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
     }),
   );
   return policy;
@@ -176,7 +178,7 @@ export function buildProvider(options: ProviderOptions): Provider {
       Session: config.tokens.sessionTTL,
       Interaction: 600,
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store, options.delegation, config.tokens.sessionTTL) },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: loginPolicy(store, options.delegation, config.tokens.sessionTTL, options.sessionRechecks ?? { rechecks: new Map() }) },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
