@@ -11,7 +11,14 @@ import type { ActClaim, Assurance, PresentedToken, TokenTypeName } from './types
 export type TokenLabel = 'subject_token' | 'actor_token';
 
 /** Claims copied from the subject token into the exchanged one, whatever the issuer. */
-export const ASSURANCE_CLAIMS = ['acr', 'amr', 'auth_time', 'authentication_assurance_level', 'identity_proofing_level', 'vot', 'selected_roleid', 'selected_role_code', 'selected_org_code'] as const;
+const ASSURANCE_CLAIMS = ['acr', 'amr', 'auth_time', 'authentication_assurance_level', 'identity_proofing_level', 'vot'] as const;
+/**
+ * Staff role claims: copied only from issuers entitled to assert them, the broker itself (its tokens carry
+ * only what an entitled upstream asserted, identity/entitlements.ts) and CIS2 issuers. A patient issuer
+ * (NHS login) or a generic one must not hand a role to an exchanged token (WS-25); a generic issuer that is
+ * entitled can still be given them through carryClaims, which the administrator writes.
+ */
+const ROLE_CLAIMS = ['selected_roleid', 'selected_role_code', 'selected_org_code'] as const;
 /** Broker tokens also carry these (set by the delegation layer). */
 const SELF_CLAIMS = ['patient_nhs_number'] as const;
 
@@ -39,9 +46,9 @@ export function assuranceOf(claims: JWTPayload): Assurance {
   return out;
 }
 
-function carriedClaims(claims: JWTPayload, extra: readonly string[]): Record<string, unknown> {
+function carriedClaims(claims: JWTPayload, rolesEntitled: boolean, extra: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const name of [...ASSURANCE_CLAIMS, ...extra]) if (claims[name] !== undefined) out[name] = claims[name];
+  for (const name of [...ASSURANCE_CLAIMS, ...(rolesEntitled ? ROLE_CLAIMS : []), ...extra]) if (claims[name] !== undefined) out[name] = claims[name];
   // Always a string in broker tokens (grant-context.ts), whatever the upstream sent (CIS2 mocks send numbers).
   if (out.authentication_assurance_level !== undefined) out.authentication_assurance_level = String(out.authentication_assurance_level);
   return out;
@@ -140,7 +147,7 @@ export function normalizeToken(input: NormalizeInput): PresentedToken {
     consentId: self && typeof claims.consent_id === 'string' ? claims.consent_id : undefined,
     originGrantId: self ? grantId : undefined,
     assurance: assuranceOf(claims),
-    carried: carriedClaims(claims, input.issuer === 'self' ? SELF_CLAIMS : input.issuer.carryClaims),
+    carried: input.issuer === 'self' ? carriedClaims(claims, true, SELF_CLAIMS) : carriedClaims(claims, input.issuer.kind === 'cis2', input.issuer.carryClaims),
     verified: input.verified,
     hasAct: claims.act !== undefined,
   };

@@ -220,6 +220,15 @@ describe('policy rules, one allow and one deny each', () => {
     expect((await refused(f, 'svc', { subject_token: p5, subject_token_type: IDT, resource: API2 })).error_description).toMatch(/proofing P5.*below the P9/);
   });
 
+  it('WS-25 staff role claims pass only from a CIS2 issuer: an NHS login ID token asserting them loses them', async () => {
+    const roles = { selected_roleid: '555057996107', selected_role_code: 'S8000:G8000:R8000', selected_org_code: 'X26' };
+    const fromNhs = claimsOf((await exchange(f, 'svc', { subject_token: await nhsIdToken(roles), subject_token_type: IDT, resource: API2 })).access_token);
+    expect(fromNhs).toMatchObject({ identity_proofing_level: 'P9' });
+    for (const name of Object.keys(roles)) expect(fromNhs[name], name).toBeUndefined();
+    const fromCis2 = claimsOf((await exchange(f, 'svc', { subject_token: await cis2IdToken(roles), subject_token_type: IDT, resource: API2, scope: 'user/Patient.cruds' })).access_token);
+    expect(fromCis2).toMatchObject(roles);
+  });
+
   it('actor required: missing actor refused; forbidden (svc2): an actor refused', async () => {
     const e = await refused(f, 'svc', { subject_token: await partnerJwt(), subject_token_type: JWT, resource: API2 });
     expect(e.error_description).toMatch(/requires an actor_token.*check actor, rule svc-partner/);
