@@ -5,7 +5,7 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import { ValidateInResponseTo, type CacheProvider, type PassportSamlConfig, type Profile } from '@node-saml/passport-saml';
 import { decryptXml, getVerifiedXml } from '@node-saml/node-saml/lib/xml.js';
-import { UpstreamAuthError, type Connector, type ConnectorDeps, type LoginRequest, type LoginTransaction, type UpstreamIdentity } from '../../src/identity/upstream.ts';
+import { UpstreamAuthError, UpstreamUnavailableError, type Connector, type ConnectorDeps, type LoginRequest, type LoginTransaction, type UpstreamIdentity } from '../../src/identity/upstream.ts';
 import { nameIdFormatUrn, type SamlUpstreamConfig } from '../../src/config/upstream-saml.ts';
 import { readForm } from '../../src/web/form.ts';
 import { h, layout } from '../../src/web/html.ts';
@@ -145,8 +145,11 @@ export async function createSamlConnector(config: SamlUpstreamConfig, deps: Conn
     refreshSeconds: config.metadataRefreshSeconds,
     allowInsecure: deps.allowInsecureUpstream === true,
   });
-  // Fail at start-up on unreadable or invalid metadata, not on the first login.
-  await holder.get();
+  // A wrong configuration (unreadable or invalid local metadata, metadata naming another IdP) stops
+  // start-up. An IdP whose metadata URL is down does not, as with an OIDC upstream whose discovery is
+  // down: its logins answer 503 "not responding" until the metadata arrives (metadata.ts retries).
+  const unavailable = await holder.start();
+  if (unavailable) deps.log?.warn({ upstream: id, reason: unavailable }, 'SAML IdP metadata unavailable at start-up; logins answer 503 until it arrives');
 
   const calls = new AsyncLocalStorage<CallContext>();
   // node-saml's request-id cache, bound to one call: it knows exactly the request id stored with this
@@ -358,6 +361,8 @@ ${Object.entries(message).map(([k, v]) => h`<input type="hidden" name="${k}" val
     try {
       verified = await verify(ctx, tx);
     } catch (err) {
+      // No unexpired IdP metadata to check the response with: an outage, not a refused login.
+      if (err instanceof UpstreamUnavailableError) throw err;
       // Reasons go to the log and the audit ledger; parts of them come from unverified input.
       const reason = err instanceof UpstreamAuthError ? err.reason : `saml ${id}: ${reasonOf(err)}`;
       throw new UpstreamAuthError(reason.length > 300 ? `${reason.slice(0, 300)}…` : reason);
@@ -443,7 +448,18 @@ ${Object.entries(message).map(([k, v]) => h`<input type="hidden" name="${k}" val
         method: 'GET',
         path: `${base}/slo`,
         handler: async (ctx) => {
-          const { name, md } = await strategyFor({ force: false, logout: true });
+          let found: { name: string; md: IdpMetadata };
+          try {
+            found = await strategyFor({ force: false, logout: true });
+          } catch (err) {
+            if (!(err instanceof UpstreamUnavailableError)) throw err;
+            // Without the IdP's metadata no logout message can be checked: the IdP may retry later.
+            ctx.status = 503;
+            ctx.set('Retry-After', String(err.retryAfterSeconds ?? 5));
+            ctx.body = `${config.displayName} is not responding; try again later.`;
+            return;
+          }
+          const { name, md } = found;
           const strategy = saml.get(name)?._saml;
           if (!strategy) throw new Error(`upstream ${id}: strategy missing`);
           await handleSingleLogout(ctx, {

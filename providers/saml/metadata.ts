@@ -7,6 +7,9 @@ import { NS, SamlXmlError, attr, children, descendants, instant, is, parseXml, t
 // The IdP's SAML metadata: entity ID, SSO and SLO endpoints, and signing certificates (several =
 // key rollover: a signature by any of them is accepted). Parsed strictly and zod-checked before use.
 
+/** A metadata source that cannot be right whatever the IdP does (another IdP, plain http): configuration, not an outage. */
+export class IdpMetadataConfigError extends SamlXmlError {}
+
 export const BINDING = {
   redirect: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect',
   post: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST',
@@ -56,7 +59,7 @@ export function parseIdpMetadata(xml: string, entityId?: string, now = Date.now(
   else if (is(root, NS.metadata, 'EntitiesDescriptor')) {
     const all = descendants(root, NS.metadata, 'EntityDescriptor').filter((e) => children(e, NS.metadata, 'IDPSSODescriptor').length > 0);
     const matching = entityId ? all.filter((e) => attr(e, 'entityID') === entityId) : all;
-    if (matching.length !== 1) throw new SamlXmlError(entityId ? `metadata: IdP ${entityId} not found exactly once` : 'metadata: several IdPs; set idpEntityId');
+    if (matching.length !== 1) throw new IdpMetadataConfigError(entityId ? `metadata: IdP ${entityId} not found exactly once` : 'metadata: several IdPs; set idpEntityId');
     entity = matching[0];
   } else throw new SamlXmlError('metadata: not SAML metadata');
   const own = instant(attr(entity, 'validUntil'), 'metadata validUntil');
@@ -64,7 +67,7 @@ export function parseIdpMetadata(xml: string, entityId?: string, now = Date.now(
   if (validUntil !== undefined && validUntil <= now) throw new SamlXmlError('metadata: expired (validUntil)');
   const id = attr(entity, 'entityID');
   if (!id) throw new SamlXmlError('metadata: missing entityID');
-  if (entityId && id !== entityId) throw new SamlXmlError(`metadata: entityID is ${id}, expected ${entityId}`);
+  if (entityId && id !== entityId) throw new IdpMetadataConfigError(`metadata: entityID is ${id}, expected ${entityId}`);
   const idps = children(entity, NS.metadata, 'IDPSSODescriptor').filter((d) => (attr(d, 'protocolSupportEnumeration') ?? '').split(/\s+/).includes(NS.protocol));
   if (idps.length !== 1) throw new SamlXmlError('metadata: expected one SAML 2.0 IDPSSODescriptor');
   const idp = idps[0];
@@ -98,10 +101,25 @@ export interface MetadataSource {
   allowInsecure: boolean;
 }
 
+/** Waits between attempts to load metadata while there is no usable copy: 2 s, doubling, at most a minute. */
+const FIRST_RETRY_MS = 2000;
+const MAX_RETRY_MS = 60_000;
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message.slice(0, 200) : 'unknown error';
+}
+
+function usable(md: IdpMetadata | undefined, now: number): md is IdpMetadata {
+  return md !== undefined && (md.validUntil === undefined || md.validUntil > now);
+}
+
 /**
  * Holds the current IdP metadata. URL metadata is refreshed lazily (on use, at most every
  * refreshSeconds); a failed refresh keeps the last good copy until it expires, and a refresh that
- * changes the entity ID is refused (it would be a different IdP).
+ * changes the entity ID is refused (it would be a different IdP). A copy past its validUntil is never
+ * used (SAML 2.0 metadata 2.3.1, 2.3.2): it is reloaded at once, whatever the refresh interval, and while no
+ * unexpired copy can be had the IdP is unavailable (UpstreamUnavailableError: the circuit breaker and
+ * the "not responding" page). Attempts then back off, so a dead metadata URL is not asked on every login.
  */
 export class IdpMetadataHolder {
   readonly #source: MetadataSource;
@@ -109,15 +127,23 @@ export class IdpMetadataHolder {
   #loadedAt = 0;
   #inflight: Promise<IdpMetadata> | undefined;
   #version = 0;
+  /** Attempts failed in a row while there was no unexpired copy, and when the next may be made. */
+  #failures = 0;
+  #retryAt = 0;
+  #lastError: unknown;
 
   constructor(source: MetadataSource) {
     this.#source = source;
   }
 
+  get #where(): string {
+    return this.#source.url ?? this.#source.file ?? '(none)';
+  }
+
   async #fetch(): Promise<string> {
     if (this.#source.file) return readFile(this.#source.file, 'utf8');
     const url = new URL(this.#source.url ?? '');
-    if (url.protocol !== 'https:' && !this.#source.allowInsecure) throw new Error('IdP metadata URL must be https');
+    if (url.protocol !== 'https:' && !this.#source.allowInsecure) throw new IdpMetadataConfigError('IdP metadata URL must be https');
     const res = await fetch(url, { redirect: 'error', signal: AbortSignal.timeout(10_000), headers: { accept: 'application/samlmetadata+xml, application/xml, text/xml' } });
     if (!res.ok) throw new Error(`IdP metadata: HTTP ${res.status}`);
     const text = await res.text();
@@ -127,37 +153,74 @@ export class IdpMetadataHolder {
 
   async #load(): Promise<IdpMetadata> {
     const next = parseIdpMetadata(await this.#fetch(), this.#source.entityId);
-    if (this.#current && next.entityId !== this.#current.entityId) throw new Error('IdP metadata: entityID changed; refusing the update');
+    if (this.#current && next.entityId !== this.#current.entityId) throw new IdpMetadataConfigError('IdP metadata: entityID changed; refusing the update');
     if (!this.#current || JSON.stringify(next) !== JSON.stringify(this.#current)) this.#version++;
     this.#current = next;
     this.#loadedAt = Date.now();
+    this.#failures = 0;
+    this.#retryAt = 0;
     return next;
   }
 
   /** The current metadata and its version (bumped whenever endpoints or certificates change), read together. */
   snapshot(): { md: IdpMetadata; version: number } {
-    if (!this.#current) throw new Error('IdP metadata not loaded');
+    if (!usable(this.#current, Date.now())) throw new UpstreamUnavailableError(`IdP metadata ${this.#where}: no unexpired copy`);
     return { md: this.#current, version: this.#version };
   }
 
+  /**
+   * Loads the metadata for start-up. A wrong configuration (a local file that cannot be read or parsed,
+   * metadata naming another IdP) throws; an IdP whose metadata URL is down or answers garbage does not:
+   * the upstream starts unavailable (the reason is returned) and get() keeps trying, with back-off,
+   * until the metadata arrives.
+   */
+  async start(): Promise<string | undefined> {
+    try {
+      await this.get();
+      return undefined;
+    } catch (err) {
+      const cause = this.#lastError;
+      if (this.#source.url === undefined || cause instanceof IdpMetadataConfigError || !(err instanceof UpstreamUnavailableError)) throw cause ?? err;
+      return err.reason;
+    }
+  }
+
   async get(): Promise<IdpMetadata> {
-    const stale = !this.#current || (this.#source.url !== undefined && Date.now() - this.#loadedAt > this.#source.refreshSeconds * 1000);
-    if (!stale && this.#current) return this.#current;
-    this.#inflight ??= this.#load().finally(() => {
-      this.#inflight = undefined;
-    });
+    const now = Date.now();
+    const current = this.#current;
+    const valid = usable(current, now);
+    const due = !valid || (this.#source.url !== undefined && now - this.#loadedAt > this.#source.refreshSeconds * 1000);
+    if (!due) return current;
+    if (!valid && now < this.#retryAt) {
+      const wait = Math.ceil((this.#retryAt - now) / 1000);
+      throw new UpstreamUnavailableError(`IdP metadata ${this.#where}: ${describe(this.#lastError)}; next attempt in ${wait} s`, wait);
+    }
+    this.#inflight ??= this.#load()
+      .catch((err: unknown) => {
+        // Counted once per attempt, however many logins were waiting on it.
+        this.#lastError = err;
+        if (!usable(this.#current, Date.now())) {
+          this.#failures++;
+          this.#retryAt = Date.now() + Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (this.#failures - 1));
+        }
+        throw err;
+      })
+      .finally(() => {
+        this.#inflight = undefined;
+      });
     try {
       return await this.#inflight;
     } catch (err) {
       const last = this.#current;
-      if (last && (last.validUntil === undefined || last.validUntil > Date.now())) {
+      if (usable(last, Date.now())) {
         this.#loadedAt = Date.now();
         return last;
       }
-      // No usable copy and the IdP's metadata URL failed or answered garbage: the IdP is not working (this
-      // feeds its circuit breaker). A local file that fails is a configuration problem and stays as it is.
-      if (this.#source.url !== undefined) throw new UpstreamUnavailableError(`IdP metadata ${this.#source.url}: ${err instanceof Error ? err.message.slice(0, 200) : 'unknown error'}`);
-      throw err;
+      // A local file that fails before any copy was loaded is a configuration problem and stays as it is.
+      if (this.#source.url === undefined && last === undefined) throw err;
+      // No unexpired copy: the IdP is not working (this feeds its circuit breaker) until one arrives.
+      const wait = Math.max(1, Math.ceil((this.#retryAt - Date.now()) / 1000));
+      throw new UpstreamUnavailableError(`IdP metadata ${this.#where}: ${last ? 'expired, and no fresh copy: ' : ''}${describe(err)}`, wait);
     }
   }
 }

@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import type { Context } from 'koa';
 import { createSamlConnector } from '../../providers/saml/index.ts';
 import { samlUpstreamSchema, type SamlUpstreamInput } from '../../src/config/upstream-saml.ts';
 import { UpstreamUnavailableError } from '../../src/identity/upstream.ts';
@@ -14,7 +15,7 @@ import { followToClient, loginAtIdp, startLogin, type SamlEnv } from './saml/har
 // a SAML login goes through end to end while CIS2 logins hang on its token endpoint and after CIS2's
 // circuit has opened; and the one network call of the SAML connector, the IdP metadata URL, reports an
 // IdP that is down or answers garbage as an outage (a local file that is missing stays a configuration
-// error).
+// error). Start-up with the metadata URL down: test/providers/saml/metadata-outage.test.ts.
 
 const METRICS_TOKEN = 'metrics-token-0123456789';
 const CIS2_TIMEOUT_MS = 5000;
@@ -96,11 +97,12 @@ describe.skipIf(!simpleSamlAvailable)('circuit breaker: a SAML upstream beside a
     expect(await circuit('org')).toBe(0);
   });
 
-  it('the IdP metadata URL down or answering garbage is an outage; a missing local file is not', async () => {
+  it('the IdP metadata URL down or answering garbage is an outage (the connector starts, its logins are unavailable); a missing local file is not', async () => {
     const deps = h.deps;
     const closed = `http://127.0.0.1:${await freePort()}/metadata.xml`;
     for (const url of [closed, `${idp.baseUrl}/saml2/idp/no-such-page.php`]) {
-      const err = await createSamlConnector(samlUpstreamSchema.parse(samlInput({ id: 'org-b', idpMetadataUrl: url })), deps).catch((e: unknown) => e);
+      const connector = await createSamlConnector(samlUpstreamSchema.parse(samlInput({ id: 'org-b', idpMetadataUrl: url })), deps);
+      const err = await connector.begin({} as Context, { callbackUrl: `${deps.issuer}/upstream/org-b/callback`, transactionId: 'tx' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UpstreamUnavailableError);
       expect((err as UpstreamUnavailableError).reason).toContain('IdP metadata');
     }

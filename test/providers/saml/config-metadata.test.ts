@@ -1,12 +1,15 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { samlUpstreamSchema, type SamlUpstreamInput } from '../../../src/config/upstream-saml.ts';
 import { upstreamSchema } from '../../../src/config/upstreams.ts';
-import { parseIdpMetadata } from '../../../providers/saml/metadata.ts';
+import { IdpMetadataHolder, IdpMetadataConfigError, parseIdpMetadata } from '../../../providers/saml/metadata.ts';
 import { createSamlConnector } from '../../../providers/saml/index.ts';
+import { UpstreamUnavailableError } from '../../../src/identity/upstream.ts';
 import { certBody, generateKeyPair } from '../../peers/simplesamlphp.ts';
+import { freePort } from '../../peers/ports.ts';
 
 // The SAML upstream settings and the IdP metadata parser, without a running IdP.
 
@@ -99,6 +102,119 @@ describe('IdP metadata', () => {
     expect(ok.entityId).toBe('https://broker.example/upstream/org/metadata');
     await expect(createSamlConnector(samlUpstreamSchema.parse({ ...base, idpMetadataFile: file, spCertificate: idpA.certPem }), deps)).rejects.toThrow(/do not match/);
     await expect(createSamlConnector(samlUpstreamSchema.parse({ ...base, idpMetadataFile: join(dir, 'missing.xml') }), deps)).rejects.toThrow();
+  });
+});
+
+describe('IdP metadata from a URL: expiry and outages', () => {
+  // A real HTTP server whose answer each test sets; it counts the requests that reach it.
+  let server: Server;
+  let url: string;
+  let requests = 0;
+  let answer: () => { status: number; body: string } = () => ({ status: 503, body: '' });
+
+  beforeAll(async () => {
+    const port = await freePort();
+    server = createServer((_req, res) => {
+      requests++;
+      const a = answer();
+      res.writeHead(a.status, { 'content-type': 'application/samlmetadata+xml' }).end(a.body);
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    url = `http://127.0.0.1:${port}/metadata.xml`;
+  });
+  afterAll(async () => {
+    server?.closeAllConnections();
+    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  });
+
+  const holder = (extra: { entityId?: string; refreshSeconds?: number } = {}) => new IdpMetadataHolder({ url, refreshSeconds: extra.refreshSeconds ?? 3600, allowInsecure: true, entityId: extra.entityId });
+  const serve = (certPem: string, validUntil: number) => {
+    answer = () => ({ status: 200, body: idpMetadata({ certs: [certPem], validUntil: new Date(validUntil).toISOString() }) });
+  };
+  const signedBy = (md: { signingCerts: string[] }, pem: string) => md.signingCerts[0].replace(/\s+/g, '').includes(certBody(pem).slice(0, 60));
+  const sleepUntil = async (t: number) => {
+    while (Date.now() < t) await new Promise((r) => setTimeout(r, Math.min(50, t - Date.now() + 1)));
+  };
+  const anHourOn = () => Date.now() + 3_600_000;
+
+  it('metadata past its validUntil is never used: it is reloaded at once, long before the refresh interval', async () => {
+    const expiry = Date.now() + 1500;
+    serve(idpA.certPem, expiry);
+    const h = holder();
+    expect(await h.start()).toBeUndefined();
+    const after = requests;
+    serve(idpB.certPem, anHourOn());
+    // Within its validity and the refresh interval: the copy, no request.
+    expect(signedBy(await h.get(), idpA.certPem)).toBe(true);
+    expect(requests).toBe(after);
+    await sleepUntil(expiry + 20);
+    expect(signedBy(await h.get(), idpB.certPem)).toBe(true);
+    expect(signedBy(h.snapshot().md, idpB.certPem)).toBe(true);
+    expect(requests).toBe(after + 1);
+  });
+
+  it('[P] a failed refresh while the copy is still valid keeps the copy: no outage', async () => {
+    serve(idpA.certPem, anHourOn());
+    const h = holder({ refreshSeconds: 0 });
+    await h.start();
+    answer = () => ({ status: 500, body: '' });
+    await new Promise((r) => setTimeout(r, 5));
+    const before = requests;
+    expect(signedBy(await h.get(), idpA.certPem)).toBe(true);
+    expect(requests).toBe(before + 1);
+  });
+
+  it('expired metadata that cannot be refreshed: the IdP is unavailable (never the old copy), attempts back off, and the fresh copy is used once it arrives', async () => {
+    const expiry = Date.now() + 1500;
+    serve(idpA.certPem, expiry);
+    const h = holder();
+    await h.start();
+    answer = () => ({ status: 503, body: 'down' });
+    await sleepUntil(expiry + 20);
+    const err = await h.get().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UpstreamUnavailableError);
+    expect((err as UpstreamUnavailableError).reason).toMatch(/expired, and no fresh copy: IdP metadata: HTTP 503/);
+    expect((err as UpstreamUnavailableError).retryAfterSeconds).toBe(2);
+    expect(() => h.snapshot()).toThrow(UpstreamUnavailableError);
+    // During the back-off nothing is sent to the IdP: the answer is at once.
+    const n = requests;
+    const fast = await h.get().catch((e: unknown) => e);
+    expect(fast).toBeInstanceOf(UpstreamUnavailableError);
+    expect((fast as UpstreamUnavailableError).reason).toMatch(/next attempt in [12] s/);
+    expect(requests).toBe(n);
+    serve(idpB.certPem, anHourOn());
+    const t0 = Date.now();
+    let md: Awaited<ReturnType<IdpMetadataHolder['get']>> | undefined;
+    while (!md && Date.now() - t0 < 5000) {
+      md = await h.get().catch(() => undefined);
+      if (!md) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(md && signedBy(md, idpB.certPem)).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThan(1000);
+    expect(requests).toBe(n + 1);
+  });
+
+  it('the back-off grows while the IdP stays down (2 s, then 4 s)', async () => {
+    answer = () => ({ status: 502, body: '' });
+    const h = holder();
+    expect(await h.start()).toMatch(/HTTP 502/);
+    const first = (await h.get().catch((e: unknown) => e)) as UpstreamUnavailableError;
+    expect(first.retryAfterSeconds).toBeLessThanOrEqual(2);
+    await sleepUntil(Date.now() + first.retryAfterSeconds! * 1000 + 20);
+    const second = (await h.get().catch((e: unknown) => e)) as UpstreamUnavailableError;
+    expect(second).toBeInstanceOf(UpstreamUnavailableError);
+    expect(second.retryAfterSeconds).toBe(4);
+  });
+
+  it('start-up: a URL that is down or answers garbage is reported, not thrown; metadata naming another IdP, or a plain-http URL, is a configuration error and throws', async () => {
+    answer = () => ({ status: 200, body: 'this is not XML' });
+    expect(await holder().start()).toMatch(/IdP metadata/);
+    const closed = new IdpMetadataHolder({ url: `http://127.0.0.1:${await freePort()}/md.xml`, refreshSeconds: 3600, allowInsecure: true });
+    expect(await closed.start()).toMatch(/IdP metadata/);
+    serve(idpA.certPem, anHourOn());
+    await expect(holder({ entityId: 'https://another-idp.example' }).start()).rejects.toBeInstanceOf(IdpMetadataConfigError);
+    expect(await holder({ entityId: 'https://idp.trust.example' }).start()).toBeUndefined();
+    await expect(new IdpMetadataHolder({ url, refreshSeconds: 3600, allowInsecure: false }).start()).rejects.toThrow(/must be https/);
   });
 });
 
