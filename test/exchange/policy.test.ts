@@ -20,6 +20,7 @@ function input(rules: RuleInput[], extra: Partial<NonNullable<ConfigInput['excha
   const svc = (client_id: string, resources: string[]) => ({ client_id, token_endpoint_auth_method: 'private_key_jwt' as const, jwks: { keys: [key] }, grant_types: [TE], resources });
   return {
     issuer: ISSUER,
+    trustProxy: true,
     resources: [
       { identifier: A, scopes: ['a.read', 'a.write', 'shared'], accessTokenTTL: 900 },
       { identifier: B, scopes: ['b.read', 'shared'], accessTokenTTL: 60 },
