@@ -29,10 +29,12 @@ export interface Node {
  * A broker on `store` (closed by the caller, not by the broker). Nodes given the same `issuer` form one
  * deployment: a code or token from one is good on the other.
  */
-export async function brokerOn(store: Store, svcKey: ClientKey, issuer?: string): Promise<Node> {
+export async function brokerOn(store: Store, svcKey: ClientKey, issuer?: string, errors?: string[]): Promise<Node> {
   const port = await freePort();
   const cfg = testConfig(port, 'redis://unused.invalid', svcKey, { issuer: issuer ?? `http://localhost:${port}`, rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 } });
-  const broker = await createBroker(parseConfig(cfg, {}), { log: pino({ level: 'silent' }), env: {}, store });
+  // With `errors`, the broker's error log lines land there (for a failure message); otherwise silent.
+  const log = errors ? pino({ level: 'error' }, { write: (line: string) => void errors.push(line) }) : pino({ level: 'silent' });
+  const broker = await createBroker(parseConfig(cfg, {}), { log, env: {}, store });
   const server = await broker.listen(port, '127.0.0.1');
   return {
     broker,
@@ -48,9 +50,12 @@ export async function brokerOn(store: Store, svcKey: ClientKey, issuer?: string)
 /** A user agent that keeps every status it saw, so a test can check that a login never met a 500. */
 export class RecordingAgent extends UserAgent {
   readonly statuses: number[] = [];
+  /** Any 5xx other than 503: where, and what the broker said. */
+  readonly failures: string[] = [];
   override async request(url: string, init: RequestInit = {}): Promise<Response> {
     const res = await super.request(url, init);
     this.statuses.push(res.status);
+    if (res.status >= 500 && res.status !== 503) this.failures.push(`${init.method ?? 'GET'} ${new URL(url).pathname} ${res.status} ${(await res.clone().text()).slice(0, 300)}`);
     return res;
   }
 }

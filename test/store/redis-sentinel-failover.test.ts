@@ -16,7 +16,11 @@ import { storeContract } from './contract.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Retries an operation that fails with StoreUnavailableError while the store follows a new primary. */
+/**
+ * Retries an operation that fails with StoreUnavailableError while the store follows a new primary. Each
+ * sentinel announces the switch when it learns of it, up to a second or so apart, and the client
+ * reconnects on every announcement: a call may fail (closed, never wrongly) in between.
+ */
 async function eventually<T>(op: () => Promise<T>, withinMs = 20_000): Promise<T> {
   const deadline = Date.now() + withinMs;
   for (;;) {
@@ -34,14 +38,17 @@ describe.skipIf(!redisAvailable)('Sentinel failover and security markers (HA-04)
   let stores: RedisStore[] = [];
 
   afterEach(async () => {
+    connectionErrors = [];
     await Promise.all(stores.map((s) => s.close()));
     stores = [];
     await group?.stop();
     group = undefined;
   });
 
+  // Connection errors, for a failure message.
+  let connectionErrors: string[] = [];
   async function open(options: RedisStoreOptions = {}): Promise<RedisStore> {
-    const store = openRedisStore(group!.url, { prefix: `ha04-${randomUUID()}:`, onWarning: () => {}, ...options });
+    const store = openRedisStore(group!.url, { prefix: `ha04-${randomUUID()}:`, onWarning: () => {}, onError: (e) => connectionErrors.push(`${Date.now()} ${e.message}`), ...options });
     stores.push(store);
     await store.ping();
     return store;
@@ -84,7 +91,7 @@ describe.skipIf(!redisAvailable)('Sentinel failover and security markers (HA-04)
 
     // The same store object follows the new primary, which never saw either write.
     expect(await eventually(() => store.oidc.consume('AuthorizationCode', 'code-1')), 'the consumed code came back').toBe(true);
-    expect(await store.replay.rememberOnce('jti-1', 600), 'the replay marker was lost').toBe(true);
+    expect(await eventually(() => store.replay.rememberOnce('jti-1', 600)), 'the replay marker was lost').toBe(true);
   }, 120_000);
 
   it('HA-04 with waitReplicas: an unacknowledged marker fails closed, an acknowledged one survives a killed primary and a planned failover', async () => {
@@ -116,7 +123,10 @@ describe.skipIf(!redisAvailable)('Sentinel failover and security markers (HA-04)
     // Bounded by two WAIT timeouts (the one they all queued behind, then one probe), not one per write.
     expect(Date.now() - t0).toBeLessThan(2000);
     // Reads and writes whose loss fails safe are not held up.
-    expect((await store.oidc.find('AuthorizationCode', 'acked'))?.consumed).toBeTruthy();
+    const found = await store.oidc.find('AuthorizationCode', 'acked').catch((e: Error) => {
+      throw new Error(`${e.message}; connection errors: ${connectionErrors.join(' | ')}; now ${Date.now()}, hold at ${t0}`);
+    });
+    expect(found?.consumed).toBeTruthy();
     expect(await store.replay.has('jti-acked')).toBe(true);
     await store.oidc.upsert('Session', 's1', {}, 60);
     await store.ping();
@@ -131,7 +141,7 @@ describe.skipIf(!redisAvailable)('Sentinel failover and security markers (HA-04)
     expect(await eventually(() => store.replay.rememberOnce('jti-acked', 600))).toBe(false);
     expect(await eventually(() => store.oidc.consume('AuthorizationCode', 'held'))).toBe(true);
     expect(await eventually(() => store.replay.rememberOnce('jti-held', 600))).toBe(true);
-    expect(await store.oidc.find('RefreshToken', 'rt-held')).toBeDefined();
+    expect(await eventually(() => store.oidc.find('RefreshToken', 'rt-held'))).toBeDefined();
 
     // A planned failover (SENTINEL FAILOVER) right after acknowledged writes.
     expect(await eventually(() => store.oidc.consume('AuthorizationCode', 'planned'))).toBe(true);

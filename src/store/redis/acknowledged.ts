@@ -105,7 +105,11 @@ export function acknowledgedWrites(shared: RedisClient, options: AcknowledgedWri
       scheduled = { of, done };
     }
     // A WAIT scheduled before a reconnect fails anyway; so does this write's.
-    return scheduled.of === since ? scheduled.done : Promise.reject(changed());
+    if (scheduled.of !== since) return Promise.reject(changed());
+    // One error per caller, made here, so its stack names the operation that was not acknowledged.
+    return scheduled.done.catch((err: unknown) => {
+      throw new StoreUnavailableError(err instanceof Error ? err.message : String(err), { cause: err });
+    });
   }
 
   return {
