@@ -66,6 +66,19 @@ export function maxAccessTokenTTL(config: BrokerConfig): number {
   return Math.max(config.tokens.userAccessTokenTTL, 600, ...config.resources.map((r) => r.accessTokenTTL));
 }
 
+type PolicyCheck = ConstructorParameters<typeof interactionPolicy.Check>[2];
+
+/** The broker's checks read the store: an unreachable store answers 503 like every other store call of the OP, never a 500. */
+function storeBacked(check: PolicyCheck): PolicyCheck {
+  return async (ctx) => {
+    try {
+      return await check(ctx);
+    } catch (err) {
+      return unavailable(err);
+    }
+  };
+}
+
 /** oidc-provider's prompts, plus: a session an upstream has logged out (back-channel, SAML SLO), or whose smartcard no longer holds, must log in again. */
 function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: number, rechecks: SessionRechecks) {
   const policy = interactionPolicy.base();
@@ -73,25 +86,25 @@ function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: numb
   // there was no choice in this authorization, so a client asking for patient data gets a fresh login
   // (and with it the "act as" question) instead of silently acting as the user themself.
   policy.get('login')!.checks.add(
-    new interactionPolicy.Check('acting_choice', 'choose whom to act for', async (ctx) => {
+    new interactionPolicy.Check('acting_choice', 'choose whom to act for', storeBacked(async (ctx) => {
       const { session, params, result } = ctx.oidc;
       if (!session?.accountId || (result as { broker?: unknown } | undefined)?.broker) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       if (!String(params?.scope ?? '').split(' ').some((s) => s.startsWith('patient/'))) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       return (await delegation.canActForOthers(session.accountId)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
-    }),
+    })),
   );
   policy.get('login')!.checks.add(
-    new interactionPolicy.Check('upstream_logout', 'the upstream identity provider ended this session', async (ctx) => {
+    new interactionPolicy.Check('upstream_logout', 'the upstream identity provider ended this session', storeBacked(async (ctx) => {
       const { session } = ctx.oidc;
       if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       return (await sessionEnded(store, session.accountId, session.loginTs)) ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
-    }),
+    })),
   );
   // A smartcard session is re-checked (revocation) on every reuse, and bounded in age (CC-22); see
   // identity/session-recheck.ts. Checks run on every authorization, the one that completes a login included:
   // that one records what reusing the session will need.
   policy.get('login')!.checks.add(
-    new interactionPolicy.Check('login_recheck', 'the sign-in this session came from no longer holds', async (ctx) => {
+    new interactionPolicy.Check('login_recheck', 'the sign-in this session came from no longer holds', storeBacked(async (ctx) => {
       const { session, result } = ctx.oidc;
       if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       const fresh = result as { login?: unknown; recheck?: RecheckOnReuse } | undefined;
@@ -100,7 +113,7 @@ function loginPolicy(store: Store, delegation: DelegationHooks, sessionTTL: numb
         return interactionPolicy.Check.NO_NEED_TO_PROMPT;
       }
       return (await mayReuseSession(store, rechecks, session, sessionTTL, ctx)).reuse ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
-    }),
+    })),
   );
   return policy;
 }

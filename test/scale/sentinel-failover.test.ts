@@ -200,11 +200,9 @@ describe.skipIf(!redisAvailable)('broker on Redis Sentinel: primary failover und
    */
   function expectNoUnexplained500(statuses: number[], failures: string[]): void {
     expect(statuses.filter((s) => s >= 500 && s !== 503).length, 'every 5xx other than 503 is recorded with its path').toBe(failures.length);
-    const known = failures.filter((f) => /^GET \/auth\/[\w-]+ 500 /.test(f));
-    expect(failures.filter((f) => !known.includes(f)), brokerErrors.join('\n')).toEqual([]);
-    const storeFailuresInOp = brokerErrors.filter((l) => l.includes('"msg":"oidc-provider server error"') && l.includes('"type":"StoreUnavailableError"'));
-    expect(known.length, brokerErrors.join('\n')).toBeLessThanOrEqual(storeFailuresInOp.length);
-    if (known.length > 0) console.log(`known gap: ${known.length} authorization resume(s) answered 500 instead of 503 (store failure inside a login-policy check)`);
+    // A failover may give 503s (fail closed), never a 500: store failures inside the OP's login-policy
+    // checks included (oidc/provider.ts storeBacked).
+    expect(failures, brokerErrors.join('\n')).toEqual([]);
   }
 
   /** Token calls and logins in the background; every response is recorded. */
