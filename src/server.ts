@@ -183,7 +183,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   if (config.store.startsWith('sqlite:') && !config.store.includes(':memory:')) {
     mkdirSync(dirname(resolve(config.store.slice('sqlite:'.length))), { recursive: true });
   }
-  const store = options.store ?? openStore(config.store, { redis: { ...config.storeOptions, onWarning: (message) => log.warn(message) } });
+  const store = options.store ?? openStore(config.store, { redis: { waitReplicas: config.storeOptions.waitReplicas, waitTimeoutMs: config.storeOptions.waitTimeoutMs, onWarning: (message) => log.warn(message) } });
   const metrics = createMetrics();
   const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')), (seconds) => metrics.storeLatency.observe({ backend: store.kind }, seconds));
   const reportAuditFailure = (err: unknown) => log.error({ err }, 'audit append failed');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { redisStoreProblems } from './store-url.ts';
 import { upstreamSchema } from './upstreams.ts';
 import { exchangeSchema } from './exchange.ts';
 
@@ -124,8 +125,9 @@ export const configSchema = z
       .strictObject({
         waitReplicas: z.number().int().min(0).max(16).default(0),
         waitTimeoutMs: z.number().int().min(1).max(10_000).default(1000),
+        allowPlaintext: z.boolean().default(false).describe('accept a Redis store off loopback without TLS: only where the link runs on a private network you control (a compose network, a Kubernetes NetworkPolicy)'),
       })
-      .default({ waitReplicas: 0, waitTimeoutMs: 1000 })
+      .default({ waitReplicas: 0, waitTimeoutMs: 1000, allowPlaintext: false })
       .describe(
         'Redis only: after each security write (consumed codes and refresh tokens, replay markers such as client-assertion and DPoP jtis and SAML assertion IDs, revocations, account links, signing keys, consent changes), WAIT for waitReplicas replicas to acknowledge it within waitTimeoutMs; fewer means the write is reported as failed (503), so a failover or split brain cannot lose it and let a replay through. Set it with Sentinel (at most the number of replicas that stay up when the primary is lost). 0 = no WAIT. Not supported with redis+cluster.',
       ),
@@ -220,6 +222,7 @@ export const configSchema = z
         if (!upstreamIds.has(u) && !(u === 'demo' && cfg.profile === 'demo')) ctx.addIssue({ code: 'custom', path: ['clients', i, 'upstreams', j], message: `unknown upstream ${u}` });
       });
     });
+    for (const message of redisStoreProblems(cfg.store, cfg.storeOptions.allowPlaintext)) ctx.addIssue({ code: 'custom', path: ['store'], message });
     // Only the connection or a trusted proxy can say a request came over https; with neither, an https
     // issuer's Secure cookies cannot be set (every login would fail) and discovery would mix schemes.
     if (cfg.issuer?.startsWith('https:') && !cfg.tls && !cfg.trustProxy) {

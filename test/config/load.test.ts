@@ -34,6 +34,20 @@ describe('configuration', () => {
     expect(parseConfig({ issuer: 'https://broker.example', trustProxy: true }, {}).issuer).toBe('https://broker.example');
   });
 
+  it('HA-20 a Redis store off loopback needs credentials, and TLS or an explicit allowPlaintext; loopback is exempt', () => {
+    const CREDS = 'store: a Redis store off loopback needs credentials: redis://user:${REDIS_PASSWORD}@host (an ACL user, see deploy/redis/README.md)';
+    const TLS = 'store: a Redis store off loopback needs TLS (rediss://), or storeOptions.allowPlaintext: true where the link runs only on a private network you control';
+    expect(problems(() => parseConfig({ store: 'redis://redis.internal:6379' }, {}))).toEqual(expect.arrayContaining([CREDS, TLS]));
+    expect(problems(() => parseConfig({ store: 'redis+sentinel://s1:26379,s2:26379/mymaster' }, {}))).toEqual(expect.arrayContaining([CREDS, TLS]));
+    expect(problems(() => parseConfig({ store: 'redis://broker:pw@redis.internal:6379' }, {}))).toEqual([TLS]);
+    expect(problems(() => parseConfig({ store: 'rediss://redis.internal:6380' }, {}))).toEqual([CREDS]);
+    // The message never echoes the URL (it may hold a password).
+    expect(problems(() => parseConfig({ store: 'redis://broker:s3cret@redis.internal:6379' }, {})).join('\n')).not.toContain('s3cret');
+    expect(parseConfig({ store: 'rediss://broker:pw@redis.internal:6380' }, {}).store).toContain('rediss://');
+    expect(parseConfig({ store: 'redis://broker:pw@redis.internal:6379', storeOptions: { allowPlaintext: true } }, {}).storeOptions.allowPlaintext).toBe(true);
+    for (const store of ['redis://127.0.0.1:6379', 'redis://localhost:6379', 'redis+cluster://127.0.0.1:7000,127.0.0.1:7001', 'redis://[::1]:6379']) expect(parseConfig({ store }, {}).store).toBe(store);
+  });
+
   it('names the path and the problem', () => {
     const p = problems(() =>
       parseConfig({ clients: [{ client_id: 'a', client_secret: 'x'.repeat(20), token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['https://ok.example/cb'] }, { client_id: 'b', client_secret: 'y'.repeat(20), token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['not-a-url'] }] }, {}),

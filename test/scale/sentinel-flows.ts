@@ -31,8 +31,8 @@ export interface Node {
  */
 export async function brokerOn(store: Store, svcKey: ClientKey, issuer?: string, errors?: string[]): Promise<Node> {
   const port = await freePort();
-  const cfg = testConfig(port, 'redis://unused.invalid', svcKey, { issuer: issuer ?? `http://localhost:${port}`, rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 } });
-  // With `errors`, the broker's error log lines land there (for a failure message); otherwise silent.
+  const cfg = testConfig(port, 'redis://127.0.0.1:1', svcKey, { issuer: issuer ?? `http://localhost:${port}`, rateLimits: { tokenPerIp: 0, tokenPerClient: 0, loginPerIp: 0 } });
+  // The store URL is never opened: the store is handed in. With `errors`, the broker's error log lines land there (for a failure message); otherwise silent.
   const log = errors ? pino({ level: 'error' }, { write: (line: string) => void errors.push(line) }) : pino({ level: 'silent' });
   const broker = await createBroker(parseConfig(cfg, {}), { log, env: {}, store });
   const server = await broker.listen(port, '127.0.0.1');
