@@ -15,6 +15,7 @@ import { createSealer, parseDataKey, type Sealer } from './crypto/seal.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/contracts.ts';
 import { watchStore, type StoreHealth } from './store/health.ts';
+import { storeClock, watchClockSkew } from './store/clock-skew.ts';
 import { AccountService } from './identity/accounts.ts';
 import type { Connector } from './identity/upstream.ts';
 import { CIRCUIT_GAUGE, withCircuitBreaker, type CircuitEvents } from './identity/circuit-breaker.ts';
@@ -186,6 +187,13 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   const store = options.store ?? openStore(config.store, { redis: { waitReplicas: config.storeOptions.waitReplicas, waitTimeoutMs: config.storeOptions.waitTimeoutMs, onWarning: (message) => log.warn(message) } });
   const metrics = createMetrics();
   const health = watchStore(store, 250, (up) => (up ? log.info('store reachable again') : log.error('store unreachable: failing closed')), (seconds) => metrics.storeLatency.observe({ backend: store.kind }, seconds));
+  const readStoreClock = storeClock(store);
+  const clockSkewWarn = config.storeOptions.clockSkewWarnSeconds;
+  const clockSkew = readStoreClock && watchClockSkew(readStoreClock, {
+    thresholdSeconds: clockSkewWarn,
+    onSample: (seconds) => metrics.clockSkew.set(seconds),
+    onChange: (skewed, seconds) => (skewed ? log.warn({ skewSeconds: seconds, thresholdSeconds: clockSkewWarn }, "clock skew: this instance's clock differs from the store's beyond the threshold; codes, tokens and replay markers may be judged differently across instances (check NTP)") : log.warn({ skewSeconds: seconds, thresholdSeconds: clockSkewWarn }, "clock skew: this instance's clock agrees with the store's again")),
+  });
   const reportAuditFailure = (err: unknown) => log.error({ err }, 'audit append failed');
 
   const deps: ConnectorDeps = {
@@ -512,6 +520,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       clearInterval(keyTimer);
       clearInterval(expiryTimer);
       health.stop();
+      clockSkew?.stop();
       await bus.close();
       metricsServer?.close();
       if (server) {

@@ -126,8 +126,9 @@ export const configSchema = z
         waitReplicas: z.number().int().min(0).max(16).default(0),
         waitTimeoutMs: z.number().int().min(1).max(10_000).default(1000),
         allowPlaintext: z.boolean().default(false).describe('accept a Redis store off loopback without TLS: only where the link runs on a private network you control (a compose network, a Kubernetes NetworkPolicy)'),
+        clockSkewWarnSeconds: z.number().positive().max(3600).default(15).describe("warn (once, and once more on recovery) when this instance's clock and Redis's (TIME) differ by more than this; default 15 s, the OP's clock tolerance. The difference is the gauge broker_clock_skew_seconds"),
       })
-      .default({ waitReplicas: 0, waitTimeoutMs: 1000, allowPlaintext: false })
+      .default({ waitReplicas: 0, waitTimeoutMs: 1000, allowPlaintext: false, clockSkewWarnSeconds: 15 })
       .describe(
         'Redis only: after each security write (consumed codes and refresh tokens, replay markers such as client-assertion and DPoP jtis and SAML assertion IDs, revocations, account links, signing keys, consent changes), WAIT for waitReplicas replicas to acknowledge it within waitTimeoutMs; fewer means the write is reported as failed (503), so a failover or split brain cannot lose it and let a replay through. Set it with Sentinel (at most the number of replicas that stay up when the primary is lost). 0 = no WAIT. Not supported with redis+cluster.',
       ),

@@ -15,6 +15,8 @@ export interface BrokerMetrics {
   exchanges: Counter<'decision'>;
   consentChanges: Counter<'type' | 'outcome'>;
   storeLatency: Histogram<'backend'>;
+  /** This instance's clock minus the shared store's (src/store/clock-skew.ts); stays 0 with SQLite (one process). */
+  clockSkew: Gauge;
   /** Per upstream: 0 closed, 1 half-open, 2 open (src/identity/circuit-breaker.ts). */
   upstreamCircuit: Gauge<'upstream'>;
   upstreamCircuitRejections: Counter<'upstream'>;
@@ -32,6 +34,7 @@ export function createMetrics(): BrokerMetrics {
     consentChanges: new Counter({ name: 'broker_consent_changes_total', help: 'Consent lifecycle events', labelNames: ['type', 'outcome'], registers: [registry] }),
     upstreamCircuit: new Gauge({ name: 'broker_upstream_circuit_state', help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open', labelNames: ['upstream'], registers: [registry] }),
     upstreamCircuitRejections: new Counter({ name: 'broker_upstream_circuit_rejections_total', help: 'Logins failed fast without trying the upstream (circuit open)', labelNames: ['upstream'], registers: [registry] }),
+    clockSkew: new Gauge({ name: 'broker_clock_skew_seconds', help: "This instance's clock minus the shared store's (Redis TIME), in seconds; positive = ahead. 0 with SQLite (one process, nothing to compare)", registers: [registry] }),
     storeLatency: new Histogram({ name: 'broker_store_ping_seconds', help: 'Store round-trip time (health pings)', labelNames: ['backend'], buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.3], registers: [registry] }),
   };
 }

@@ -8,6 +8,8 @@ export interface BrokerProcess {
   port: number;
   child: ChildProcess;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** What the process wrote to stdout (its log lines) so far; the last megabyte at most. */
+  output(): string;
 }
 
 export async function startBrokerProcess(config: Record<string, unknown>, dir: string, port: number, env: Record<string, string> = {}): Promise<BrokerProcess> {
@@ -16,7 +18,8 @@ export async function startBrokerProcess(config: Record<string, unknown>, dir: s
   const child = spawn(process.execPath, [resolve('src/main.ts'), 'start', '--config', file], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d) => (stderr += String(d)));
-  child.stdout?.resume();
+  let stdout = '';
+  child.stdout?.on('data', (d) => (stdout = (stdout + String(d)).slice(-1_000_000)));
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`broker exited: ${stderr}`);
     try {
@@ -29,6 +32,7 @@ export async function startBrokerProcess(config: Record<string, unknown>, dir: s
   return {
     port,
     child,
+    output: () => stdout,
     stop(signal = 'SIGTERM') {
       return new Promise((r) => {
         if (child.exitCode !== null) return r(child.exitCode);
