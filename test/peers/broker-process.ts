@@ -35,7 +35,8 @@ export async function startBrokerProcess(config: Record<string, unknown>, dir: s
     output: () => stdout,
     stop(signal = 'SIGTERM') {
       return new Promise((r) => {
-        if (child.exitCode !== null) return r(child.exitCode);
+        // Already gone: exited by itself (exitCode) or killed by a signal (signalCode; exitCode stays null).
+        if (child.exitCode !== null || child.signalCode !== null) return r(child.exitCode);
         child.once('exit', (code) => r(code));
         child.kill(signal);
       });
