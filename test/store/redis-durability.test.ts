@@ -24,8 +24,8 @@ async function until(check: () => Promise<boolean>, withinMs: number): Promise<v
 
 describe('storeOptions config section', () => {
   it('defaults to no WAIT and validates its fields', () => {
-    expect(configSchema.parse({}).storeOptions).toEqual({ waitReplicas: 0, waitTimeoutMs: 1000 });
-    expect(configSchema.parse({ storeOptions: { waitReplicas: 1, waitTimeoutMs: 250 } }).storeOptions).toEqual({ waitReplicas: 1, waitTimeoutMs: 250 });
+    expect(configSchema.parse({}).storeOptions).toMatchObject({ waitReplicas: 0, waitTimeoutMs: 1000, allowPlaintext: false });
+    expect(configSchema.parse({ storeOptions: { waitReplicas: 1, waitTimeoutMs: 250 } }).storeOptions).toMatchObject({ waitReplicas: 1, waitTimeoutMs: 250 });
     expect(() => configSchema.parse({ storeOptions: { waitReplicas: -1 } })).toThrow();
     expect(() => configSchema.parse({ storeOptions: { waitReplicas: 1, extra: true } })).toThrow();
   });
