@@ -363,21 +363,37 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
   // Rate limits (WS-08, WS-10, HA-17): one limiter for every rule, one answer for every refusal.
   const limits = createLimiter(store.rateLimits);
-  const onLimited = (name: string, requestId?: unknown) => log.warn({ requestId, limit: name }, 'rate limit reached');
+  // The counter's name holds its key (an IP address, a client or account id): only the rule and the key's
+  // kind are logged, never the address itself.
+  const onLimited = (name: string, requestId?: unknown) => {
+    const [rule, key = ''] = name.split('|');
+    log.warn({ requestId, limit: rule, per: key.split(':')[0] }, 'rate limit reached');
+  };
   const opPaths = [`${prefix}/token`, `${prefix}/request`];
   app.use(answerRateLimited());
-  // The client id may be in the body (client_secret_post, client assertions, public clients): WS-10.
-  if (config.rateLimits.tokenPerClient > 0) app.use(readFormClientId([...opPaths, `${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  const limited = (ctx: Koa.Context, name: string) => onLimited(name, ctx.state.requestId);
+  // Per IP first, so a flood from one address is refused before its body is read.
   app.use(
     rateLimit(
       limits,
       [
         { paths: opPaths, keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.tokenPerIp, windowSeconds: 60 },
-        { paths: opPaths, keys: [(ctx) => { const id = requestClientId(ctx); return id ? `client:${id}` : undefined; }], limit: config.rateLimits.tokenPerClient, windowSeconds: 60 },
         { paths: ['/interaction', '/upstream', '/link-upstream', '/account/login'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.loginPerIp, windowSeconds: 60 },
         { paths: ['/api/delegations/invitations', '/account/invitations/accept'], methods: ['POST'], keys: [(ctx) => `ip:${ctx.ip}`], limit: config.rateLimits.invitationAttemptsPerIp, windowSeconds: 3600 },
       ],
-      (ctx, name) => onLimited(name, ctx.state.requestId),
+      limited,
+    ),
+  );
+  // Per client: the client id may be in the body (client_secret_post, client assertions): WS-10. Public
+  // clients are not counted per client: they have no secret to guess, and anyone naming one could spend
+  // the allowance of all its users; the per-IP limit covers them.
+  const publicClients = new Set(config.clients.filter((c) => c.token_endpoint_auth_method === 'none').map((c) => c.client_id));
+  if (config.rateLimits.tokenPerClient > 0) app.use(readFormClientId([...opPaths, `${prefix}/token/introspection`, `${prefix}/token/revocation`]));
+  app.use(
+    rateLimit(
+      limits,
+      [{ paths: opPaths, keys: [(ctx) => { const id = requestClientId(ctx); return id && !publicClients.has(id) ? `client:${id}` : undefined; }], limit: config.rateLimits.tokenPerClient, windowSeconds: 60 }],
+      limited,
     ),
   );
   // The OP's endpoints skip the broker's routers: they are the hot paths.

@@ -95,13 +95,18 @@ describe.skipIf(!redisAvailable)('rate limits across instances', () => {
     await expectSlowDown(await post(a, freshIp(), await body(svcKey.privateKey)));
   });
 
-  it('WS-10 PKCE verifier guesses by a public client (client_id in the body) are throttled per client', async () => {
+  it('WS-10 PKCE verifier guesses by a public client (client_id in the body) are throttled per IP, not per client: naming a public client cannot spend the allowance of all its users', async () => {
     await awayFromWindowEdge(60);
     const guess = (i: number) => ({ grant_type: 'authorization_code', client_id: 'public-app', code: 'some-authorization-code-0123456789', redirect_uri: 'https://client.test/cb', code_verifier: `verifier-guess-${i}-${'x'.repeat(40)}` });
     const statuses: number[] = [];
-    for (let i = 0; i < PER_CLIENT; i++) statuses.push((await post(i % 2 ? b : a, freshIp(), guess(i))).status);
-    expect(statuses).toEqual(Array(PER_CLIENT).fill(400));
-    await expectSlowDown(await post(a, freshIp(), guess(99)));
+    for (let i = 0; i < PER_CLIENT + 2; i++) statuses.push((await post(i % 2 ? b : a, freshIp(), guess(i))).status);
+    expect(statuses).toEqual(Array(PER_CLIENT + 2).fill(400));
+    // From one address, the per-IP limit still applies.
+    const ip = freshIp();
+    const fromOne: number[] = [];
+    for (let i = 0; i < PER_IP + 1; i++) fromOne.push((await post(i % 2 ? b : a, ip, guess(100 + i))).status);
+    expect(fromOne.slice(0, PER_IP)).toEqual(Array(PER_IP).fill(400));
+    expect(fromOne[PER_IP]).toBe(429);
   });
 
   it('WS-10 the introspection and revocation endpoints count a client id in the body too', async () => {
