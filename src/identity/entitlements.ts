@@ -52,6 +52,11 @@ export function unentitledUses(settings: { mapping: MappingConfig; linkable: Arr
   settings.linkable.forEach((l, i) => check(['linkable', i, 'claim'], claimOf(l.claim)));
   settings.mapping.required.forEach((r, i) => check(['mapping', 'required', i], claimOf(r)));
   for (const k of Object.keys(settings.mapping.allowed)) check(['mapping', 'allowed', k], claimOf(k));
-  for (const [local, upstream] of Object.entries(settings.mapping.claims)) check(['mapping', 'claims', local], claimOf(upstream));
+  for (const [local, upstream] of Object.entries(settings.mapping.claims)) {
+    check(['mapping', 'claims', local], claimOf(upstream));
+    // Nor may a mapping write one under its own name: { selected_role_code: someAttribute } would put a
+    // role into ID tokens from an upstream never entitled to assert one.
+    check(['mapping', 'claims', local], local);
+  }
   return uses;
 }

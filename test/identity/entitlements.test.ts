@@ -57,6 +57,9 @@ describe('staff claim entitlements: configuration', () => {
       [{ mapping: { allowed: { selected_roleid: ['R1'] } } }, /mapping\.allowed\.selected_roleid: selected_roleid is a staff claim/],
       [{ mapping: { claims: { org: 'nhsid_user_orgs.0.org_code' } } }, /mapping\.claims\.org: nhsid_user_orgs is a staff claim/],
       [{ mapping: { claims: { role: 'selected_role_code' } } }, /selected_role_code is a staff claim/],
+      // Written under a privileged name from an ordinary attribute: it would reach ID tokens as a role.
+      [{ mapping: { claims: { selected_role_code: 'department' } } }, /mapping\.claims\.selected_role_code: selected_role_code is a staff claim/],
+      [{ mapping: { claims: { nhsid_nrbac_roles: 'groups' } } }, /mapping\.claims\.nhsid_nrbac_roles: nhsid_nrbac_roles is a staff claim/],
     ];
     for (const [extra, message] of cases) {
       const input = { ...cfg, clients: [], upstreams: [{ ...oidcBase, id: 'x', ...extra }] } as never;
