@@ -48,7 +48,9 @@ export interface OpSession {
  */
 export async function bindSession(store: Store, session: OpSession, onReuse: RecheckOnReuse | undefined, ttl: number): Promise<void> {
   if (!onReuse || session.loginTs === undefined) {
-    await store.oidc.destroy(MODEL, session.uid);
+    // Only when there is one: a delete is a replica-acknowledged write (waitReplicas), and most logins
+    // (not smartcards) never had a record; losing one fails safe anyway (the next reuse asks for a login).
+    if (await store.oidc.find(MODEL, session.uid)) await store.oidc.destroy(MODEL, session.uid);
     return;
   }
   await store.oidc.upsert(MODEL, session.uid, { connectorId: onReuse.connectorId, loginTs: session.loginTs, notAfter: session.loginTs + onReuse.maxAge, recheck: onReuse.recheck }, ttl);
