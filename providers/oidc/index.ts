@@ -187,7 +187,7 @@ export async function createOidcConnector(config: OidcUpstreamConfig, deps: Conn
         ...(s.maxAge !== undefined && { maxAge: Number(s.maxAge) }),
       });
     } catch (err) {
-      if (isUpstreamOutage(err)) unavailable('token endpoint', err);
+      if (isUpstreamOutage(err, true)) unavailable('token endpoint', err);
       refuse(describeError(err));
     }
 

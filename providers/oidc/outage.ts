@@ -27,7 +27,15 @@ function statusOf(err: unknown): number | undefined {
   return cause instanceof Response ? cause.status : undefined;
 }
 
-export function isUpstreamOutage(err: unknown): boolean {
+/** Statuses that only say the server is unavailable, whatever the request carried. */
+const UNAVAILABLE = new Set([502, 503, 504]);
+
+/**
+ * `carriesBrowserInput`: the request carried what came back on the callback (the token endpoint gets the
+ * browser's code). Some servers answer a malformed code with a 500; counting that would let anyone who
+ * can start a login open the circuit, so there only gateway and unavailability statuses count.
+ */
+export function isUpstreamOutage(err: unknown, carriesBrowserInput = false): boolean {
   if (isTimeout(err) || isTimeout(field(err, 'cause')) || isNetwork(err) || isNetwork(field(err, 'cause'))) return true;
   const code = field(err, 'code');
   if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') return true;
@@ -38,7 +46,8 @@ export function isUpstreamOutage(err: unknown): boolean {
     // A 5xx of any kind, or a success that is not JSON (an HTML page where tokens should be). A 4xx is an
     // answer, JSON or not (invalid_grant for a made-up or replayed code, a WAF page refusing odd input):
     // never an outage, or anyone could open the circuit by posting garbage.
-    return status >= 500 || (code === 'OAUTH_RESPONSE_IS_NOT_JSON' && status >= 200 && status < 300);
+    const serverError = carriesBrowserInput ? UNAVAILABLE.has(status) : status >= 500;
+    return serverError || (code === 'OAUTH_RESPONSE_IS_NOT_JSON' && status >= 200 && status < 300);
   }
   return false;
 }

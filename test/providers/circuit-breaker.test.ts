@@ -191,7 +191,7 @@ describe('per-upstream circuit breaker', () => {
     const SLOW = { boundMs: TIMEOUT_MS + 1500 };
     it('token endpoint slower than timeoutMs', () => outageOf(() => void (h.cis2.tokenDelayMs = 10_000), /^cis2-b: token endpoint: .*timed out/, SLOW));
     it('token endpoint 502 with an HTML page', () => outageOf(() => void (h.cis2.faults.token = { status: 502, body: HTML_ERROR }), /^cis2-b: token endpoint: /));
-    it('token endpoint 500 with a JSON error body', () => outageOf(() => void (h.cis2.faults.token = { status: 500, body: '{"error":"server_error"}', contentType: 'application/json' }), /^cis2-b: token endpoint: .*OAUTH_RESPONSE_IS_NOT_CONFORM/));
+    it('token endpoint 503 with a JSON error body', () => outageOf(() => void (h.cis2.faults.token = { status: 503, body: '{"error":"temporarily_unavailable"}', contentType: 'application/json' }), /^cis2-b: token endpoint: .*OAUTH_RESPONSE_IS_NOT_CONFORM/));
     it('token endpoint 200 with HTML', () => outageOf(() => void (h.cis2.faults.token = { status: 200, body: HTML_ERROR }), /^cis2-b: token endpoint: .*OAUTH_RESPONSE_IS_NOT_JSON/));
     it('token endpoint 200 with JSON cut short', () => outageOf(() => void (h.cis2.faults.token = { status: 200, body: '{"access_token":"abc","tok', contentType: 'application/json' }), /^cis2-b: token endpoint: .*OAUTH_PARSE_ERROR/));
     it('userinfo 500', () => outageOf(() => void (h.cis2.faults.userinfo = { status: 500, body: HTML_ERROR }), /^cis2-b: userinfo: /));
@@ -214,8 +214,8 @@ describe('per-upstream circuit breaker', () => {
       expect(h.reasons(since).some((r) => /^cis2-b: token endpoint: .*(fetch failed|ECONNREFUSED)/.test(r))).toBe(true);
     });
 
-    it('but a 4xx is an answer, not an outage: the generic refusal page', async () => {
-      for (const fault of [{ status: 400, body: '{"error":"invalid_grant"}', contentType: 'application/json' }, { status: 403, body: '<html>Request blocked</html>' }]) {
+    it('but a 4xx is an answer, not an outage, and so is a token endpoint 500 (the code it choked on came from the browser): the generic refusal page', async () => {
+      for (const fault of [{ status: 400, body: '{"error":"invalid_grant"}', contentType: 'application/json' }, { status: 403, body: '<html>Request blocked</html>' }, { status: 500, body: '{"error":"server_error"}', contentType: 'application/json' }, { status: 500, body: HTML_ERROR }]) {
         h.cis2.faults.token = fault;
         try {
           refused(await h.attempt('cis2-b', 'gp'));
