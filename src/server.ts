@@ -464,8 +464,9 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   app.use(interactions.allowedMethods());
 
   // Per account (the token's subject), after authentication and before any body is read or code looked up.
+  const verifyApiToken = createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay });
   const authenticateApi = limitPerAccount(
-    createApiAuthenticator({ issuer, publicJwks: () => published, replay: store.replay }),
+    verifyApiToken,
     limits,
     [
       { name: 'account', limit: config.rateLimits.accountPerMinute, windowSeconds: 60 },
@@ -485,6 +486,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       accounts,
       ledger,
       authenticateApi,
+      verifyApiToken,
       log,
       staffRules: { staffRoleCodes: config.delegation.staffRoleCodes, staffMinimumAal: config.delegation.staffMinimumAal },
       allowedLevels: config.delegation.allowedLevels,

@@ -29,6 +29,11 @@ export interface AccountAppDeps {
   accounts: AccountService;
   ledger: Ledger;
   authenticateApi: ApiAuthenticator;
+  /**
+   * The same check without the per-account limits, for the sign-in callback: it runs after the code was
+   * spent, so a refusal there would throw away tokens just issued. Defaults to authenticateApi.
+   */
+  verifyApiToken?: ApiAuthenticator;
   log: Logger;
   /** config.delegation's staff rules (defaults: the schema's). */
   staffRules?: StaffRules;

@@ -165,7 +165,7 @@ export function accountSessions(app: AccountContext) {
       }
       let caller: ApiCaller;
       try {
-        caller = await deps.authenticateApi(withBearer(ctx, tokens.access_token), 'delegation.read');
+        caller = await (deps.verifyApiToken ?? deps.authenticateApi)(withBearer(ctx, tokens.access_token), 'delegation.read');
       } catch (err) {
         if (err instanceof ApiAuthError) throw new BadRequestError('Your sign-in did not give access to your account pages.');
         throw err;
