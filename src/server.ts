@@ -303,6 +303,10 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
   // Smartcard sessions are re-checked on reuse through their connectors; an ended one counts as a failed login.
   const sessionRechecks = sessionRechecksOf(connectors, loginFailed);
 
+  // Rate limits (WS-08, WS-10, TX-16, HA-17): one limiter for every rule (its local fallback window
+  // included, which outlives provider rebuilds on key rotation), one answer for every refusal.
+  const limits = createLimiter(store.rateLimits);
+
   const makeProvider = (): Provider => {
     const p = buildProvider({
       sessionRechecks,
@@ -327,6 +331,7 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
       metrics,
       env,
       onAuditError: reportAuditFailure,
+      limiter: limits,
     });
     return p;
   };
@@ -361,8 +366,6 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
 
   const prefix = new URL(issuer).pathname.replace(/\/$/, '');
   app.use(rewriteJwtTokenParam([`${prefix}/token/introspection`, `${prefix}/token/revocation`]));
-  // Rate limits (WS-08, WS-10, HA-17): one limiter for every rule, one answer for every refusal.
-  const limits = createLimiter(store.rateLimits);
   // The counter's name holds its key (an IP address, a client or account id): only the rule and the key's
   // kind are logged, never the address itself.
   const onLimited = (name: string, requestId?: unknown) => {

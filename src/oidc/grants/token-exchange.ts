@@ -20,7 +20,7 @@ import { TOKEN_TYPE_URN, type Decision, type OAuthErrorCode, type PresentedToken
 import { createExchangeVerifier, tokenRef, type ExchangeVerifier } from './token-exchange/verify.ts';
 import { DpopError, readDpopProof, useDpopProof } from './token-exchange/dpop.ts';
 import { subjectTokenLimit } from './token-exchange/subject-limit.ts';
-import { createLimiter } from '../../web/rate-limit.ts';
+import { createLimiter, type Limiter } from '../../web/rate-limit.ts';
 
 // RFC 8693 token exchange as an oidc-provider grant type (issue 7). oidc-provider authenticates the
 // client first (private_key_jwt with the atomic jti check, or mTLS); then, here: parse, verify the
@@ -32,6 +32,8 @@ import { createLimiter } from '../../web/rate-limit.ts';
 export interface TokenExchangeDeps {
   config: BrokerConfig;
   store: Store;
+  /** The broker's shared limiter (default: one over the store's counters). */
+  limiter?: Limiter;
   publicJwks: () => JSONWebKeySet;
   delegation: DelegationHooks & { consentActive(consentId: string): Promise<boolean> };
   ledger: Ledger;
@@ -186,7 +188,7 @@ export function registerTokenExchange(provider: Provider, deps: TokenExchangeDep
   const resources = new Map(deps.config.resources.map((r) => [r.identifier, r]));
   const verifier = createExchangeVerifier({ exchange: deps.config.exchange, publicJwks: deps.publicJwks, replay: deps.store.replay, delegation: deps.delegation });
   const reached = new WeakSet<object>();
-  const limitSubject = subjectTokenLimit(createLimiter(deps.store.rateLimits), deps.config.rateLimits.exchangePerSubjectToken);
+  const limitSubject = subjectTokenLimit(deps.limiter ?? createLimiter(deps.store.rateLimits), deps.config.rateLimits.exchangePerSubjectToken);
   const report = deps.onAuditError ?? (() => {});
 
   const record = (facts: AuditFacts): Promise<unknown> => {
