@@ -1,5 +1,5 @@
 import type { ApiAuthenticator } from './api-auth.ts';
-import { RateLimitedError, type Limiter } from './rate-limit.ts';
+import { matches, RateLimitedError, type Limiter } from './rate-limit.ts';
 
 // Per-account limits on the account app and the delegation API (catalogue WS-08). The broker holds no
 // passwords; what an account can be abused for here is guessing invitation codes and churning consent
@@ -24,8 +24,7 @@ export function limitPerAccount(authenticate: ApiAuthenticator, hit: Limiter, ru
     const caller = await authenticate(ctx, needed);
     for (const rule of rules) {
       if (rule.limit <= 0) continue;
-      if (rule.methods && !rule.methods.includes(ctx.method)) continue;
-      if (rule.paths && !rule.paths.some((p) => ctx.path === p || ctx.path.startsWith(`${p}/`))) continue;
+      if (!matches(rule, ctx)) continue;
       const name = `${rule.name}|account:${caller.accountId}`;
       const verdict = await hit(name, rule.limit, rule.windowSeconds);
       if (verdict.limited) {

@@ -120,9 +120,10 @@ export function basicClientId(ctx: Context): string | undefined {
   }
 }
 
-export function matches(rule: Pick<RateLimitRule, 'paths' | 'methods'>, ctx: Context): boolean {
+/** Whether a rule applies to this request: its methods (default all) and path prefixes (default all). */
+export function matches(rule: { paths?: readonly string[]; methods?: readonly string[] }, ctx: Context): boolean {
   if (rule.methods && !rule.methods.includes(ctx.method)) return false;
-  return rule.paths.some((p) => ctx.path === p || ctx.path.startsWith(`${p}/`));
+  return !rule.paths || rule.paths.some((p) => ctx.path === p || ctx.path.startsWith(`${p}/`));
 }
 
 export function rateLimit(store: RateLimitStore | Limiter, rules: RateLimitRule[], onLimited?: (ctx: Context, name: string) => void) {
