@@ -4,8 +4,8 @@ import { checkJwsShape, JwsShapeError } from '../crypto/jws-header.ts';
 // Checks on private_key_jwt client assertions that oidc-provider leaves to its
 // assertJwtClientAuthClaimsAndHeader hook (it has already verified the signature, iss, aud, exp and jti).
 
-/** How far in the future an assertion's iat may be (the broker's clock tolerance). */
-const IAT_LEEWAY = 15;
+/** The OP's clock tolerance (oidc-provider clockTolerance): also how far in the future an assertion's iat may be. */
+export const CLOCK_TOLERANCE_SECONDS = 15;
 
 /**
  * Explicit types a client assertion may carry: none, the generic one, or the one for client
@@ -39,6 +39,6 @@ export async function checkClientAssertion(ctx: KoaContextWithOIDC, claims: Reco
   // for itself with an array) cannot then be replayed here.
   if (claims.aud !== ctx.oidc.issuer) throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier url');
   // oidc-provider checks iat only when exp is absent; an assertion "issued" in the future is refused.
-  if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + IAT_LEEWAY) throw new errors.InvalidClientAuth('client assertion iat is in the future');
+  if (typeof claims.iat === 'number' && claims.iat > Math.floor(Date.now() / 1000) + CLOCK_TOLERANCE_SECONDS) throw new errors.InvalidClientAuth('client assertion iat is in the future');
   if (!assertionTypeAllowed(header.typ)) throw new errors.InvalidClientAuth('client assertion typ names another kind of JWT');
 }

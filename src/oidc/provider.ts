@@ -10,7 +10,7 @@ import { contextClaims, loadGrantContext, saveGrantContext, type GrantContext } 
 import { derivedTokenActive, exchangedTokenClaims } from './grants/token-exchange.ts';
 import { sessionEnded } from './account-grants.ts';
 import { bindSession, mayReuseSession, type RecheckOnReuse, type SessionRechecks } from '../identity/session-recheck.ts';
-import { checkClientAssertion } from './client-assertion.ts';
+import { checkClientAssertion, CLOCK_TOLERANCE_SECONDS } from './client-assertion.ts';
 
 // oidc-provider configured as the broker's downstream OP. Deviations from oidc-provider's defaults
 // are deliberate and commented: PKCE S256 for every client, refresh tokens rotated on every use,
@@ -179,7 +179,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     assertJwtClientAuthClaimsAndHeader: (ctx, claims, header) => checkClientAssertion(ctx, claims, header),
     issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     revokeGrantPolicy: () => true,
-    clockTolerance: 15,
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
     ttl: {
       // The resource's lifetime (capped for delegated tokens in getResourceServerInfo), else the user default.
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.tokens.userAccessTokenTTL,
