@@ -3,11 +3,13 @@
 // refusal must pass: the generic 401 page that names no check, no session cookie, nothing created,
 // and the audited reason, so a case cannot pass for the wrong reason.
 import { createSign } from 'node:crypto';
+import { createServer } from 'node:http';
 import { expect } from 'vitest';
 import { XMLSerializer } from '@xmldom/xmldom';
 import { SignedXml } from 'xml-crypto';
 import { XML_NS, decodeResponse, encodeResponse, first, followToClient, loginAtIdp, snapshot, startLogin, type IdpAnswer, type PendingLogin, type SamlEnv, type SamlId } from '../providers/saml/harness.ts';
 import type { KeyPair } from '../peers/simplesamlphp.ts';
+import { freePort } from '../peers/ports.ts';
 
 export const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 export const SHA256 = 'http://www.w3.org/2001/04/xmlenc#sha256';
@@ -157,4 +159,26 @@ export function calculatedDigest(xml: string, signature: Element, key: KeyPair):
     if (m) return m[1];
   }
   throw new Error('the references still validate: nothing was tampered with');
+}
+
+/**
+ * An out-of-band listener on loopback: an entity, DTD or XSLT `document()` the broker evaluated would call
+ * it, so a test compares `hits()` before and after. Every request gets `body`.
+ */
+export async function oobListener(body: string): Promise<{ base: string; hits(): number; close(): Promise<void> }> {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits++;
+    res.end(body);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${port}`,
+    hits: () => hits,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }

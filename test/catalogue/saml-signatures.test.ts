@@ -1,15 +1,13 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XMLSerializer } from '@xmldom/xmldom';
 import { simpleSamlAvailable, type KeyPair } from '../peers/simplesamlphp.ts';
-import { freePort } from '../peers/ports.ts';
 import { XML_NS, craft, decodeResponse, first, startSamlEnv, type SamlEnv } from '../providers/saml/harness.ts';
-import { ASSERTION_XPATH, EXC_C14N, RESPONSE_XPATH, acs, b64, calculatedDigest, ownSignature, resignSignedInfo, signBoth, signXml, unsignedXml } from './saml-acs.ts';
+import { ASSERTION_XPATH, EXC_C14N, RESPONSE_XPATH, acs, b64, calculatedDigest, ownSignature, resignSignedInfo, signBoth, signXml, oobListener, unsignedXml } from './saml-acs.ts';
 
 // Security catalogue section 2, signature rows: certificate cloning (SAML-04), a comment inside
 // DigestValue (SAML-16), reference tricks (SAML-19), transforms (SAML-20) and SHA-1 (SAML-22). Every
@@ -36,23 +34,14 @@ describe.skipIf(!simpleSamlAvailable)('SAML catalogue: signatures, references, t
   let env: SamlEnv;
   let io: ReturnType<typeof acs>;
   // Out-of-band listener: an XSLT or entity that the broker evaluated would call it.
-  let oob: Server;
-  let oobUrl: string;
-  let oobHits = 0;
+  let oob: Awaited<ReturnType<typeof oobListener>>;
   beforeAll(async () => {
     env = await startSamlEnv();
     io = acs(env);
-    const port = await freePort();
-    oob = createServer((_req, res) => {
-      oobHits++;
-      res.end('<x/>');
-    });
-    await new Promise<void>((r) => oob.listen(port, '127.0.0.1', r));
-    oobUrl = `http://127.0.0.1:${port}/oob`;
+    oob = await oobListener('<x/>');
   });
   afterAll(async () => {
-    oob?.closeAllConnections();
-    await new Promise<void>((r) => (oob ? oob.close(() => r()) : r()));
+    await oob?.close();
     await env?.close();
   });
 
@@ -154,7 +143,7 @@ describe.skipIf(!simpleSamlAvailable)('SAML catalogue: signatures, references, t
 
     it('SAML-20 an XSLT transform (with a stylesheet that would call out) is refused and never run', async () => {
       const a = await io.fresh();
-      const hits = oobHits;
+      const hits = oob.hits();
       const hostile = withTransforms(a.answer.SAMLResponse, (d) => {
         const xsl = 'http://www.w3.org/1999/XSL/Transform';
         const sheet = d.createElementNS(xsl, 'xsl:stylesheet');
@@ -162,13 +151,13 @@ describe.skipIf(!simpleSamlAvailable)('SAML catalogue: signatures, references, t
         const template = d.createElementNS(xsl, 'xsl:template');
         template.setAttribute('match', '/');
         const value = d.createElementNS(xsl, 'xsl:value-of');
-        value.setAttribute('select', `document('${oobUrl}')`);
+        value.setAttribute('select', `document('${oob.base}/oob')`);
         template.appendChild(value);
         sheet.appendChild(template);
         return [enveloped(d), transform(d, XSLT, sheet)];
       });
       await io.expectRefused(a, hostile, /transform .*xslt.* not allowed/);
-      expect(oobHits).toBe(hits);
+      expect(oob.hits()).toBe(hits);
     });
 
     it('SAML-20 XPath and XPath Filter 2.0 transforms are refused', async () => {

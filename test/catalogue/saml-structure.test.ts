@@ -1,12 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createServer, type Server } from 'node:http';
 import { promisify } from 'node:util';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import xmlenc from 'xml-encryption';
 import { simpleSamlAvailable } from '../peers/simplesamlphp.ts';
-import { freePort } from '../peers/ports.ts';
 import { XML_NS, craft, decodeResponse, encodeResponse, first, startSamlEnv, type SamlEnv } from '../providers/saml/harness.ts';
-import { acs, b64, mutate, ownSignature, removeSignatures, xmlOf } from './saml-acs.ts';
+import { acs, b64, mutate, ownSignature, removeSignatures, oobListener, xmlOf } from './saml-acs.ts';
 
 // Security catalogue section 2, document structure: the eight XML signature wrapping shapes after
 // SAML Raider's XSWHelpers (SAML-05, -07, -08, -10, -11 and the rest of the class), several assertions
@@ -19,23 +17,14 @@ const { SAML, SAMLP, DSIG } = XML_NS;
 describe.skipIf(!simpleSamlAvailable)('SAML catalogue: wrapping, several assertions or roots, XXE, parser differentials', () => {
   let env: SamlEnv;
   let io: ReturnType<typeof acs>;
-  let oob: Server;
-  let oobBase: string;
-  let oobHits = 0;
+  let oob: Awaited<ReturnType<typeof oobListener>>;
   beforeAll(async () => {
     env = await startSamlEnv();
     io = acs(env);
-    const port = await freePort();
-    oob = createServer((_req, res) => {
-      oobHits++;
-      res.end('<!ENTITY leak "x">');
-    });
-    await new Promise<void>((r) => oob.listen(port, '127.0.0.1', r));
-    oobBase = `http://127.0.0.1:${port}`;
+    oob = await oobListener('<!ENTITY leak "x">');
   });
   afterAll(async () => {
-    oob?.closeAllConnections();
-    await new Promise<void>((r) => (oob ? oob.close(() => r()) : r()));
+    await oob?.close();
     await env?.close();
   });
 
@@ -192,27 +181,27 @@ describe.skipIf(!simpleSamlAvailable)('SAML catalogue: wrapping, several asserti
 
     it('SAML-23 external entities over http and file, a parameter entity, an external DTD: refused, nothing fetched', async () => {
       const cases: Array<[string, string]> = [
-        [`<!DOCTYPE r [<!ENTITY x SYSTEM "${oobBase}/entity">]>`, '&x;'],
+        [`<!DOCTYPE r [<!ENTITY x SYSTEM "${oob.base}/entity">]>`, '&x;'],
         ['<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/hostname">]>', '&x;'],
-        [`<!DOCTYPE r [<!ENTITY % p SYSTEM "${oobBase}/param.dtd"> %p;]>`, ''],
-        [`<!DOCTYPE samlp:Response SYSTEM "${oobBase}/external.dtd">`, ''],
-        [`<!doctype r [<!ENTITY x SYSTEM "${oobBase}/lower">]>`, '&x;'],
+        [`<!DOCTYPE r [<!ENTITY % p SYSTEM "${oob.base}/param.dtd"> %p;]>`, ''],
+        [`<!DOCTYPE samlp:Response SYSTEM "${oob.base}/external.dtd">`, ''],
+        [`<!doctype r [<!ENTITY x SYSTEM "${oob.base}/lower">]>`, '&x;'],
       ];
-      const hits = oobHits;
+      const hits = oob.hits();
       for (const [doctype, reference] of cases) {
         const a = await io.fresh();
         await io.expectRefused(a, withDoctype(a.answer.SAMLResponse, doctype, reference), /DOCTYPE/);
       }
-      expect(oobHits).toBe(hits);
+      expect(oob.hits()).toBe(hits);
     });
 
     it('SAML-23 the same XXE in UTF-16 (where a byte-wise DOCTYPE search would miss it) is refused, nothing fetched', async () => {
-      const hits = oobHits;
+      const hits = oob.hits();
       const a = await io.fresh();
-      const xml = `<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY x SYSTEM "${oobBase}/utf16">]>${xmlOf(a.answer.SAMLResponse).replace(/^<\?xml[^>]*\?>\s*/, '').replace(/(<(?:\w+:)?NameID\b[^>]*>)/, '$1&x;')}`;
+      const xml = `<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY x SYSTEM "${oob.base}/utf16">]>${xmlOf(a.answer.SAMLResponse).replace(/^<\?xml[^>]*\?>\s*/, '').replace(/(<(?:\w+:)?NameID\b[^>]*>)/, '$1&x;')}`;
       const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(xml, 'utf16le')]).toString('base64');
       await io.expectRefused(a, utf16, /malformed|DOCTYPE|root/);
-      expect(oobHits).toBe(hits);
+      expect(oob.hits()).toBe(hits);
     });
   });
 
