@@ -52,7 +52,7 @@ import type { DelegationHooks } from './oidc/provider.ts';
 import { createApiAuthenticator, apiResource, API_SCOPES } from './web/api-auth.ts';
 import { accountRoutes, ACCOUNT_CLIENT_ID } from './web/account/index.ts';
 import { revocationStream } from './web/revocation-stream.ts';
-import { answerRateLimited, createLimiter, rateLimit } from './web/rate-limit.ts';
+import { createLimiter, rateLimit } from './web/rate-limit.ts';
 import { limitPerAccount } from './web/account-limits.ts';
 import { readFormClientId, requestClientId } from './oidc/token-client-id.ts';
 import type { SqliteStore } from './store/sqlite/index.ts';
@@ -373,7 +373,6 @@ export async function createBroker(config: BrokerConfig, options: BrokerOptions)
     log.warn({ requestId, limit: rule, per: key.split(':')[0] }, 'rate limit reached');
   };
   const opPaths = [`${prefix}/token`, `${prefix}/request`];
-  app.use(answerRateLimited());
   const limited = (ctx: Koa.Context, name: string) => onLimited(name, ctx.state.requestId);
   // Per IP first, so a flood from one address is refused before its body is read.
   app.use(

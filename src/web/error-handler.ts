@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { isStoreUnavailable } from '../store/errors.ts';
 import { BadRequestError, BrokerHttpError, LoginFailedError, UnavailableError, UpstreamNotRespondingError } from './errors.ts';
 import { errorPage } from './html.ts';
+import { RateLimitedError, sendRateLimited } from './rate-limit.ts';
 
 // The one place where errors from the broker's own routes become HTTP answers: an HTML page for
 // browsers, OAuth-style JSON for API callers. An unreachable store is 503 with Retry-After; anything
@@ -17,6 +18,8 @@ export function errorHandler(log: Logger) {
     try {
       await next();
     } catch (caught) {
+      // A limit's refusal has one answer wherever it comes from (429 slow_down or the page: rate-limit.ts).
+      if (caught instanceof RateLimitedError) return sendRateLimited(ctx, caught.retryAfter);
       const requestId = (ctx.state as { requestId?: string }).requestId;
       let err: BrokerHttpError;
       const status = (caught as { statusCode?: unknown }).statusCode;

@@ -63,7 +63,7 @@ export function createLimiter(store: RateLimitStore): Limiter {
   };
 }
 
-/** Thrown by a route (or an authenticator) that found its caller over a limit; answered by answerRateLimited. */
+/** Thrown by a route (or an authenticator) that found its caller over a limit; answered by the error handler (error-handler.ts). */
 export class RateLimitedError extends Error {
   readonly retryAfter: number;
   constructor(retryAfter: number) {
@@ -91,18 +91,6 @@ export function sendRateLimited(ctx: Context, retryAfter: number): void {
     ctx.type = 'html';
     ctx.body = errorPage('Too many attempts', `You have tried this too many times. Wait ${Math.ceil(retryAfter / 60)} minute(s), then try again.`);
   }
-}
-
-/** Koa middleware: a RateLimitedError thrown further in becomes the 429 answer. */
-export function answerRateLimited() {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    try {
-      await next();
-    } catch (err) {
-      if (!(err instanceof RateLimitedError)) throw err;
-      sendRateLimited(ctx, err.retryAfter);
-    }
-  };
 }
 
 /** The client id in HTTP Basic credentials (oidc/token-client-id.ts also finds it in the body). */
